@@ -1,0 +1,60 @@
+"""Writing files so that nothing is ever half-written or silently replaced."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+from .errors import SisrError
+
+
+def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse to replace an existing file unless the user asked for it."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise SisrError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb", overwrite: bool = True) -> Iterator[IO]:
+    """Open a temporary file beside `path`; rename it over `path` only on success.
+
+    A crash or Ctrl-C leaves either the old file or the new one, never a torn one.
+    """
+    path = check_writable(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Give a temporary path for libraries that insist on writing by name.
+
+    The temporary name keeps the suffix of `path`, so writers that pick a format
+    from the extension still do.
+    """
+    path = check_writable(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

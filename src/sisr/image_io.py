@@ -1,0 +1,111 @@
+"""Image files <-> numpy arrays, as stored: uint8 or uint16, HxW (gray), HxWx3 (RGB), HxWx4 (RGBA).
+
+Pillow reads and writes everything except 16-bit colour PNG, which it
+silently truncates to 8 bits; those go through pypng so 16-bit stays 16-bit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SisrError
+from .files import atomic_path, check_writable
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    with open(path, "rb") as handle:
+        head = handle.read(26)
+    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE):
+        return None
+    return head[24]
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    import png
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    planes = info["planes"]
+    array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
+    return array[:, :, 0] if planes == 1 else array
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file; a missing or unreadable file is a SisrError that names it."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise SisrError(f"{path}: no such file")
+    try:
+        if _png_bit_depth(path) == 16:
+            return _read_png16(path)
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L"):
+                return np.asarray(image, dtype=np.uint16)
+            if image.mode in ("I", "F"):
+                raise SisrError(f"{path}: {image.mode} (32-bit) images are not supported; save it as 8 or 16 bit")
+            if image.mode == "P":
+                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+            elif image.mode in ("LA", "PA", "RGBa"):
+                image = image.convert("RGBA")
+            elif image.mode == "1":
+                image = image.convert("L")
+            elif image.mode not in ("L", "RGB", "RGBA"):
+                image = image.convert("RGB")
+            return np.array(image)
+    except SisrError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise SisrError(f"{path}: not a readable image ({error})") from None
+    except Exception as error:  # decoders raise a zoo of types on damaged files
+        raise SisrError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
+
+
+def _write_png16(path: Path, array: np.ndarray) -> None:
+    import png
+
+    planes = 1 if array.ndim == 2 else array.shape[2]
+    height, width = array.shape[:2]
+    writer = png.Writer(width, height, greyscale=planes in (1, 2), alpha=planes in (2, 4), bitdepth=16)
+    with open(path, "wb") as handle:
+        writer.write(handle, array.reshape(height, width * planes))
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = False, quality: int = 95) -> Path:
+    """Encode by the file's extension, atomically; an existing file needs overwrite=True."""
+    from PIL import Image
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise SisrError(f"{path}: unknown image format {suffix or '(no extension)'}; use one of {', '.join(sorted(IMAGE_SUFFIXES))}")
+    check_writable(path, overwrite)
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
+        image = (image.astype(np.uint32) * 255 + 32767) // 65535  # these formats are 8-bit only
+        image = image.astype(np.uint8)
+    if image.dtype not in (np.uint8, np.uint16):
+        raise SisrError(f"{path}: images are written from uint8 or uint16 arrays, not {image.dtype}")
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        if image.dtype == np.uint16 and suffix == ".png":
+            _write_png16(tmp, image)
+        elif image.dtype == np.uint16 and image.ndim == 3:
+            import tifffile
+
+            tifffile.imwrite(tmp, image, photometric="rgb")
+        else:
+            options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
+            pil = Image.fromarray(image)
+            if suffix in (".jpg", ".jpeg") and pil.mode == "RGBA":
+                raise SisrError(f"{path}: JPEG cannot hold an alpha channel; write PNG, WebP or TIFF")
+            pil.save(tmp, **options)
+    return path

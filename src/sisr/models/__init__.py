@@ -1,0 +1,14 @@
+"""The networks: plain `nn.Module`s taking [0, 1] RGB NCHW tensors, and the preset registry."""
+
+from .bicubic import Bicubic
+from .common import DIV2K_RGB_MEAN, MeanShift, Upsampler, WeightNormConv2d, count_parameters, upsample_stages
+from .edsr import EDSR
+from .registry import ARCHITECTURES, PRESETS, Preset, build_model, create_model, get_preset, list_presets
+from .srresnet import Discriminator, SRResNet
+from .wdsr import WDSR
+
+__all__ = [
+    "ARCHITECTURES", "Bicubic", "DIV2K_RGB_MEAN", "Discriminator", "EDSR", "MeanShift", "PRESETS", "Preset",
+    "SRResNet", "Upsampler", "WDSR", "WeightNormConv2d", "build_model", "count_parameters", "create_model",
+    "get_preset", "list_presets", "upsample_stages",
+]

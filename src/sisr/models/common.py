@@ -1,0 +1,101 @@
+"""Building blocks shared by the networks: normalisation, upsampling, weight norm."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# Mean RGB of the DIV2K training images: the networks subtract it on the way in
+# and add it back on the way out, as EDSR and WDSR do.
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+class MeanShift(nn.Module):
+    """Map [0, 1] images to the network's working range and back.
+
+    `forward(x)` computes `(x - mean) * scale` and `inverse(y)` computes
+    `y / scale + mean`. The official EDSR code works on 0..255 values
+    (scale 255) while the WDSR and TensorFlow reference code use
+    `(x - mean * 255) / 127.5` (scale 2); a model's `input_scale` argument
+    says which, so imported weights see the inputs they were trained on.
+    The mean is a buffer, not a parameter: it is fixed, not learnt.
+    """
+
+    def __init__(self, rgb_mean: tuple[float, ...] = DIV2K_RGB_MEAN, scale: float = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(rgb_mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) * self.scale
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y / self.scale + self.mean.to(y.dtype)
+
+
+def conv3x3(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Conv2d:
+    """A 'same'-padded convolution, as every network here uses."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+
+
+def upsample_stages(scale: int) -> list[int]:
+    """Split a scale into pixel-shuffle stages: powers of two as x2 stages, x3 as one.
+
+    EDSR builds x4 and x8 from x2 stages; a single x4 shuffle would need 16x the
+    channels in one convolution for no gain in quality.
+    """
+    if scale == 3:
+        return [3]
+    if scale >= 2 and scale & (scale - 1) == 0:
+        return [2] * int(math.log2(scale))
+    raise ValueError(f"scale must be 2, 3, 4 or 8 (a power of two or 3), not {scale}")
+
+
+class Upsampler(nn.Sequential):
+    """Sub-pixel convolution: conv to `s*s*C` channels, then pixel shuffle, per stage.
+
+    Indices in the Sequential are those of the official EDSR code (conv at 0,
+    shuffle at 1, next conv at 2, ...), so its weight files load unchanged.
+    """
+
+    def __init__(self, scale: int, channels: int, activation: nn.Module | None = None) -> None:
+        layers: list[nn.Module] = []
+        for stage in upsample_stages(scale):
+            layers.append(conv3x3(channels, stage * stage * channels))
+            layers.append(nn.PixelShuffle(stage))
+            if activation is not None:
+                layers.append(activation)
+        super().__init__(*layers)
+
+
+class WeightNormConv2d(nn.Conv2d):
+    """A convolution whose kernel is `g * v / ||v||`, the norm taken per output channel.
+
+    Weight normalization (Salimans & Kingma) as WDSR uses it, without the
+    data-dependent initialisation: `g` starts at `||v||`, so the first kernel is
+    the ordinary initial one. The parameters are named `weight_g` and `weight_v`,
+    as in PyTorch's classic `weight_norm` and the official WDSR code.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int | None = None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2 if padding is None else padding)
+        weight = self.weight.detach()
+        del self.weight
+        self.weight_v = nn.Parameter(weight.clone())
+        self.weight_g = nn.Parameter(weight.flatten(1).norm(dim=1).view(-1, 1, 1, 1))
+
+    @property
+    def weight(self) -> torch.Tensor:  # type: ignore[override]
+        norm = self.weight_v.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        return self.weight_v * (self.weight_g / norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias, padding=self.padding)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Learnt parameters (weights and biases; frozen buffers such as the mean excluded)."""
+    return sum(p.numel() for p in model.parameters())

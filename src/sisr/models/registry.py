@@ -1,0 +1,118 @@
+"""One registry of architectures and named presets.
+
+A preset is a name for an architecture with its arguments, as the papers
+define them; `create_model("edsr-baseline-x4")` builds it. Weight files
+record the architecture and arguments themselves (see `sisr.weights`), so a
+preset is only needed to create a fresh network.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from ..errors import SisrError
+from .bicubic import Bicubic
+from .edsr import EDSR
+from .srresnet import Discriminator, SRResNet
+from .wdsr import WDSR
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "edsr": EDSR,
+    "wdsr": WDSR,
+    "srresnet": SRResNet,
+    "srgan-discriminator": Discriminator,
+    "bicubic": Bicubic,
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    arch: str
+    args: dict[str, Any]
+    description: str
+    # Training defaults that belong to the network as the paper trained it.
+    patch_size: int = 96
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scale(self) -> int:
+        return int(self.args["scale"])
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def register(preset: Preset) -> Preset:
+    if preset.name in PRESETS:
+        raise ValueError(f"preset {preset.name!r} registered twice")
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def _hr_patch(scale: int, lr_patch: int) -> int:
+    return scale * lr_patch
+
+
+for _s in (2, 3, 4, 8):
+    register(Preset(
+        f"edsr-baseline-x{_s}", "edsr", {"scale": _s, "num_filters": 64, "num_blocks": 16, "res_scale": 1.0},
+        f"EDSR baseline, 16 blocks of 64 filters, x{_s}", patch_size=_hr_patch(_s, 48),
+    ))
+for _s in (2, 3, 4):
+    register(Preset(
+        f"edsr-x{_s}", "edsr", {"scale": _s, "num_filters": 256, "num_blocks": 32, "res_scale": 0.1},
+        f"EDSR, 32 blocks of 256 filters, residual scaling 0.1, x{_s}", patch_size=_hr_patch(_s, 48),
+    ))
+    for _n in (16, 32):
+        register(Preset(
+            f"wdsr-a-{_n}-x{_s}", "wdsr",
+            {"scale": _s, "block": "a", "num_filters": 32, "num_blocks": _n, "expansion": 4},
+            f"WDSR-A, {_n} wide blocks, 32 filters, expansion 4, x{_s}", patch_size=_hr_patch(_s, 48),
+        ))
+        register(Preset(
+            f"wdsr-b-{_n}-x{_s}", "wdsr",
+            {"scale": _s, "block": "b", "num_filters": 32, "num_blocks": _n, "expansion": 6, "linear": 0.8},
+            f"WDSR-B, {_n} wide blocks, 32 filters, expansion 6, linear 0.8, x{_s}", patch_size=_hr_patch(_s, 48),
+        ))
+for _s in (2, 4):
+    register(Preset(
+        f"srresnet-x{_s}", "srresnet", {"scale": _s, "num_filters": 64, "num_blocks": 16},
+        f"SRResNet (SRGAN generator), 16 blocks with batch norm, x{_s}", patch_size=_hr_patch(_s, 24),
+    ))
+del _s, _n
+
+
+def build_model(arch: str, args: dict[str, Any]) -> nn.Module:
+    """An architecture by name with explicit arguments; a bad name or argument is a SisrError."""
+    if arch not in ARCHITECTURES:
+        raise SisrError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    try:
+        model = ARCHITECTURES[arch](**args)
+    except (TypeError, ValueError) as error:
+        raise SisrError(f"architecture {arch!r} with arguments {args}: {error}") from None
+    # What a weight file needs to rebuild this network; see sisr.weights.
+    model.sisr_spec = {"arch": arch, "args": dict(args)}
+    return model
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, PRESETS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `sisr models` lists them"
+        raise SisrError(f"unknown model preset {name!r}{hint}")
+    return PRESETS[name]
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """A freshly initialised network from a preset, e.g. `create_model("wdsr-b-16-x4")`."""
+    preset = get_preset(name)
+    return build_model(preset.arch, {**preset.args, **overrides})
+
+
+def list_presets() -> list[Preset]:
+    return list(PRESETS.values())

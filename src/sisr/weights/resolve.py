@@ -1,0 +1,37 @@
+"""Turn what a user typed after `--model` into a network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import SisrError
+from ..models import PRESETS, build_model
+from .native import load_model
+
+
+def resolve_model(name: str | os.PathLike, scale: int | None = None, device: str = "cpu") -> nn.Module:
+    """A weight file path, or `bicubic` (the MATLAB bicubic baseline at `scale`, default 4).
+
+    `scale`, when given, must match the network's: a x2 network asked for x4 is
+    an error, not a silently different output size.
+    """
+    text = str(name)
+    if text == "bicubic":
+        return build_model("bicubic", {"scale": scale or 4}).to(device).eval()
+    path = Path(text)
+    if path.suffix or path.exists() or os.sep in text:
+        model = load_model(path, device=device)
+    elif text in PRESETS:
+        raise SisrError(
+            f"{text!r} is an untrained preset (random weights): pass a weight file made by `sisr train` "
+            "or `sisr convert`, or `bicubic`"
+        )
+    else:
+        raise SisrError(f"--model {text!r}: no such weight file, and not `bicubic` or a known model name")
+    model_scale = getattr(model, "scale", None)
+    if scale is not None and model_scale is not None and int(model_scale) != int(scale):
+        raise SisrError(f"{text}: the network upscales x{model_scale}, but x{scale} was asked for")
+    return model

@@ -1,0 +1,32 @@
+"""Shared fixtures: where the benchmark data beside the project lives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_shared() -> Path | None:
+    """`$SISR_SHARED`, else `../shared` beside the repository, if it holds the data."""
+    candidates = [os.environ.get("SISR_SHARED"), REPO.parent / "shared"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "data" / "benchmarks").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    shared = find_shared()
+    if shared is None:
+        pytest.skip("../shared (benchmark sets, MATLAB-made LR images) not found: set SISR_SHARED to its path")
+    return shared
+
+
+@pytest.fixture(scope="session")
+def benchmarks_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "benchmarks"
