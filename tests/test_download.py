@@ -1,0 +1,320 @@
+"""sisr.data.download: resumable, verified, atomic downloads and safe extraction.
+
+Every transfer goes to a server on 127.0.0.1 started by the test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+from httpserver import closed_port_url, serve_directory
+
+from sisr.data.download import (
+    Resource,
+    cache_dir,
+    download,
+    extract,
+    extraction_marker,
+    fetch_and_extract,
+    recorded_sha256_path,
+)
+from sisr.errors import SisrError
+
+PAYLOAD = os.urandom(300_000)
+PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A server offering `payload.bin`, and a destination folder apart from it."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "payload.bin").write_bytes(PAYLOAD)
+    with serve_directory(site) as server:
+        yield server, tmp_path / "cache" / "payload.bin"
+
+
+def part_of(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+# --- cache location ----------------------------------------------------------
+
+
+def test_cache_dir_prefers_sisr_cache_then_xdg_then_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("SISR_CACHE", str(tmp_path / "explicit"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("SISR_CACHE")
+    assert cache_dir() == tmp_path / "xdg" / "sisr"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "sisr"
+
+
+# --- downloading -------------------------------------------------------------
+
+
+def test_download_writes_the_verified_file_and_no_part(served):
+    server, dest = served
+    assert download(server.url("payload.bin"), dest, PAYLOAD_SHA256) == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert not part_of(dest).exists()
+    assert [request.range for request in server.requests] == [None]
+
+
+def test_a_verified_file_is_not_downloaded_again(served):
+    server, dest = served
+    download(server.url("payload.bin"), dest, PAYLOAD_SHA256)
+    download(server.url("payload.bin"), dest, PAYLOAD_SHA256.upper())
+    assert len(server.requests) == 1
+
+
+def test_an_existing_file_with_the_wrong_hash_is_replaced(served):
+    server, dest = served
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"stale")
+    download(server.url("payload.bin"), dest, PAYLOAD_SHA256)
+    assert dest.read_bytes() == PAYLOAD
+    assert len(server.requests) == 1
+
+
+def test_checksum_mismatch_names_url_and_both_hashes_and_leaves_no_file(served):
+    server, dest = served
+    wrong = "0" * 64
+    with pytest.raises(SisrError) as caught:
+        download(server.url("payload.bin"), dest, wrong)
+    message = str(caught.value)
+    assert server.url("payload.bin") in message
+    assert wrong in message and PAYLOAD_SHA256 in message
+    assert not dest.exists() and not part_of(dest).exists()
+
+
+def test_malformed_checksum_is_refused_before_any_request(served):
+    server, dest = served
+    with pytest.raises(SisrError, match="not a sha256"):
+        download(server.url("payload.bin"), dest, "abc123")
+    assert server.requests == []
+
+
+def test_interrupted_download_is_resumed_with_a_range_request(served):
+    server, dest = served
+    server.fail_after_bytes = 100_000
+    download(server.url("payload.bin"), dest, PAYLOAD_SHA256)
+    assert dest.read_bytes() == PAYLOAD
+    assert [request.range for request in server.requests] == [None, "bytes=100000-"]
+
+
+def test_interruption_keeps_the_part_file_and_the_next_call_resumes(served):
+    server, dest = served
+    server.fail_after_bytes, server.failures = 120_000, 1
+    with pytest.raises(SisrError) as caught:
+        download(server.url("payload.bin"), dest, PAYLOAD_SHA256, retries=0)
+    assert str(part_of(dest)) in str(caught.value)
+    assert part_of(dest).read_bytes() == PAYLOAD[:120_000]
+    assert not dest.exists()
+
+    download(server.url("payload.bin"), dest, PAYLOAD_SHA256)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.requests[-1].range == "bytes=120000-"
+
+
+def test_a_server_ignoring_range_makes_the_download_restart_from_zero(served):
+    server, dest = served
+    server.ignore_range = True
+    dest.parent.mkdir(parents=True)
+    # Not a prefix of the file: appending the full answer to it would fail the hash.
+    part_of(dest).write_bytes(b"x" * 5000)
+    download(server.url("payload.bin"), dest, PAYLOAD_SHA256)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.requests[0].range == "bytes=5000-"
+
+
+def test_a_part_file_longer_than_the_file_is_discarded(served):
+    server, dest = served
+    dest.parent.mkdir(parents=True)
+    part_of(dest).write_bytes(b"y" * (len(PAYLOAD) + 10))
+    download(server.url("payload.bin"), dest, PAYLOAD_SHA256)
+    assert dest.read_bytes() == PAYLOAD
+    assert [request.range for request in server.requests] == [f"bytes={len(PAYLOAD) + 10}-", None]
+
+
+def test_offline_error_says_so_and_names_url_and_destination(tmp_path):
+    url = closed_port_url("weights.safetensors")
+    dest = tmp_path / "cache" / "weights.safetensors"
+    with pytest.raises(SisrError) as caught:
+        download(url, dest, PAYLOAD_SHA256, timeout=5)
+    message = str(caught.value)
+    assert "offline" in message and url in message and str(dest) in message
+    assert PAYLOAD_SHA256 in message
+    assert not dest.exists()
+
+
+def test_a_server_that_never_answers_times_out_with_the_same_advice(served):
+    server, dest = served
+    server.delay_s = 3.0
+    with pytest.raises(SisrError) as caught:
+        download(server.url("payload.bin"), dest, PAYLOAD_SHA256, timeout=0.3)
+    assert str(dest) in str(caught.value)
+
+
+def test_http_error_names_the_status_and_the_destination(served):
+    server, dest = served
+    with pytest.raises(SisrError) as caught:
+        download(server.url("missing.bin"), dest, PAYLOAD_SHA256)
+    assert "404" in str(caught.value) and str(dest) in str(caught.value)
+
+
+def test_without_checksum_the_first_hash_is_recorded_and_then_enforced(served, tmp_path):
+    server, dest = served
+    download(server.url("payload.bin"), dest, None)
+    record = recorded_sha256_path(dest)
+    assert record.read_text().split() == [PAYLOAD_SHA256, dest.name]
+
+    # The file on the server changes: a new download must be refused.
+    (tmp_path / "site" / "payload.bin").write_bytes(PAYLOAD[::-1])
+    dest.unlink()
+    with pytest.raises(SisrError) as caught:
+        download(server.url("payload.bin"), dest, None)
+    assert str(record) in str(caught.value) and PAYLOAD_SHA256 in str(caught.value)
+    assert not dest.exists() and not part_of(dest).exists()
+
+
+def test_without_checksum_an_existing_file_is_trusted_and_recorded(served):
+    server, dest = served
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"copied by hand")
+    download(server.url("payload.bin"), dest, None)
+    assert server.requests == []
+    assert recorded_sha256_path(dest).read_text().split()[0] == hashlib.sha256(b"copied by hand").hexdigest()
+
+
+def test_progress_is_logged_in_lines_when_stderr_is_not_a_terminal(served, caplog):
+    server, dest = served
+    with caplog.at_level(logging.INFO, logger="sisr"):
+        download(server.url("payload.bin"), dest, PAYLOAD_SHA256)
+    text = caplog.text
+    assert "downloading " + server.url("payload.bin") in text
+    assert "100%" in text
+
+
+def test_progress_is_a_bar_on_a_terminal(served, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    server, dest = served
+    download(server.url("payload.bin"), dest, PAYLOAD_SHA256)
+    assert "payload.bin" in terminal.getvalue() and "100%" in terminal.getvalue()
+
+
+def test_no_progress_output_when_disabled(served, caplog, monkeypatch):
+    server, dest = served
+    with caplog.at_level(logging.INFO, logger="sisr"):
+        download(server.url("payload.bin"), dest, PAYLOAD_SHA256, progress=False)
+    assert caplog.text == ""
+
+
+# --- extracting --------------------------------------------------------------
+
+
+def make_zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    return path
+
+
+def make_tar(path: Path, members: dict[str, bytes], mode: str = "w:gz") -> Path:
+    with tarfile.open(path, mode) as bundle:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            bundle.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("maker, filename", [(make_zip, "set.zip"), (make_tar, "set.tar.gz")])
+def test_extract_unpacks_zip_and_tar_into_the_destination(tmp_path, maker, filename):
+    archive = maker(tmp_path / filename, {"Set/HR/a.png": b"A", "Set/HR/b.png": b"BB"})
+    dest = tmp_path / "out"
+    assert extract(archive, dest) == dest
+    assert (dest / "Set" / "HR" / "a.png").read_bytes() == b"A"
+    assert (dest / "Set" / "HR" / "b.png").read_bytes() == b"BB"
+    assert extraction_marker(filename, dest).exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".extracting")] == []
+
+
+def test_extract_is_done_once(tmp_path):
+    archive = make_zip(tmp_path / "set.zip", {"a.txt": b"A"})
+    dest = extract(archive, tmp_path / "out")
+    (dest / "a.txt").unlink()
+    extract(archive, dest)
+    assert not (dest / "a.txt").exists()
+
+
+def test_archives_sharing_a_destination_are_merged(tmp_path):
+    """DIV2K's HR and per-scale LR zips all extract into one folder."""
+    hr = make_zip(tmp_path / "hr.zip", {"D_HR/0801.png": b"h"})
+    lr2 = make_zip(tmp_path / "lr2.zip", {"D_LR/X2/0801x2.png": b"2"})
+    lr4 = make_zip(tmp_path / "lr4.zip", {"D_LR/X4/0801x4.png": b"4"})
+    dest = tmp_path / "DIV2K"
+    for archive in (hr, lr2, lr4):
+        extract(archive, dest)
+    assert (dest / "D_HR" / "0801.png").read_bytes() == b"h"
+    assert (dest / "D_LR" / "X2" / "0801x2.png").read_bytes() == b"2"
+    assert (dest / "D_LR" / "X4" / "0801x4.png").read_bytes() == b"4"
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "Set/../../evil.txt", "/tmp/sisr-evil.txt"])
+@pytest.mark.parametrize("maker, filename", [(make_zip, "bad.zip"), (make_tar, "bad.tar")])
+def test_extract_refuses_members_escaping_the_destination(tmp_path, maker, filename, name):
+    archive = maker(tmp_path / filename, {"Set/ok.txt": b"ok", name: b"evil"})
+    dest = tmp_path / "inner" / "out"
+    with pytest.raises(SisrError, match="outside the destination"):
+        extract(archive, dest)
+    assert not dest.exists()
+    assert not (tmp_path / "inner" / "evil.txt").exists() and not (tmp_path / "evil.txt").exists()
+    assert not Path("/tmp/sisr-evil.txt").exists()
+
+
+def test_extract_refuses_a_symlink_pointing_outside(tmp_path):
+    archive = tmp_path / "link.tar"
+    with tarfile.open(archive, "w") as bundle:
+        link = tarfile.TarInfo("Set/escape")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "../../outside"
+        bundle.addfile(link)
+    with pytest.raises(SisrError, match="outside the destination"):
+        extract(archive, tmp_path / "out")
+
+
+def test_extract_names_a_file_that_is_no_archive(tmp_path):
+    bogus = tmp_path / "benchmark.tar"
+    bogus.write_bytes(b"<html>Service unavailable</html>")
+    with pytest.raises(SisrError, match="neither a zip nor a tar"):
+        extract(bogus, tmp_path / "out")
+
+
+def test_fetch_and_extract_downloads_into_the_cache_then_skips_the_archive(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    archive = make_zip(site / "pack.zip", {"pack/a.txt": b"A"})
+    monkeypatch.setenv("SISR_CACHE", str(tmp_path / "cache"))
+    with serve_directory(site) as server:
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        resource = Resource(server.url("pack.zip"), digest, "pack.zip")
+        dest = fetch_and_extract(resource, tmp_path / "cache" / "datasets")
+        assert (dest / "pack" / "a.txt").read_bytes() == b"A"
+        assert (tmp_path / "cache" / "downloads" / "pack.zip").is_file()
+        fetch_and_extract(resource, dest)
+        assert len(server.requests) == 1
