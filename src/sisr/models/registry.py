@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import SisrError
 from .bicubic import Bicubic
 from .edsr import EDSR
+from .msrresnet import MSRResNet
 from .srresnet import Discriminator, SRResNet
 from .wdsr import WDSR
 
@@ -24,6 +25,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "edsr": EDSR,
     "wdsr": WDSR,
     "srresnet": SRResNet,
+    "msrresnet": MSRResNet,
     "srgan-discriminator": Discriminator,
     "bicubic": Bicubic,
 }

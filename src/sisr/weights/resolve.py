@@ -9,11 +9,15 @@ from torch import nn
 
 from ..errors import SisrError
 from ..models import PRESETS, build_model
+from .convert import detect_format, load_foreign
 from .native import load_model
 
 
 def resolve_model(name: str | os.PathLike, scale: int | None = None, device: str = "cpu") -> nn.Module:
     """A weight file path, or `bicubic` (the MATLAB bicubic baseline at `scale`, default 4).
+
+    Weight files of other implementations (Keras .h5, official EDSR .pt,
+    BasicSR .pth) are converted in memory, as `sisr convert` would.
 
     `scale`, when given, must match the network's: a x2 network asked for x4 is
     an error, not a silently different output size.
@@ -23,7 +27,10 @@ def resolve_model(name: str | os.PathLike, scale: int | None = None, device: str
         return build_model("bicubic", {"scale": scale or 4}).to(device).eval()
     path = Path(text)
     if path.suffix or path.exists() or os.sep in text:
-        model = load_model(path, device=device)
+        if path.is_file() and detect_format(path) != "sisr":
+            model = load_foreign(path).to(device).eval()
+        else:
+            model = load_model(path, device=device)
     elif text in PRESETS:
         raise SisrError(
             f"{text!r} is an untrained preset (random weights): pass a weight file made by `sisr train` "
