@@ -57,7 +57,8 @@ def evaluate(
     from .data.benchmarks import load_benchmark
     from .image_io import write_image
     from .imaging import psnr, ssim
-    from .inference import SelfEnsemble, upscale
+    from .inference import upscale
+    from .inference.ensemble import SelfEnsemble
     from .weights import resolve_model
 
     if isinstance(models, (str, os.PathLike, nn.Module)):
