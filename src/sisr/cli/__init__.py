@@ -14,7 +14,7 @@ import sys
 
 from ..errors import SisrError
 
-COMMANDS = ["models", "sample"]
+COMMANDS = ["models", "sample", "upscale", "evaluate", "compare", "convert", "export", "download", "train", "plot"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -189,6 +189,30 @@ def _npy_shape(path: Path) -> tuple[int, ...] | None:
 Stored = np.ndarray | Path  # an array in memory, or a .npy file memory-mapped on use
 
 
+def _open_file_budget(wanted: int) -> int:
+    """How many memory maps a process may keep open (each holds a file descriptor).
+
+    Raises the soft limit on open files towards the hard one when the data set
+    needs more, as DIV2K (1600 arrays) does under the common soft limit of 1024.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX: no descriptor per map to worry about
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted + 256
+    if soft != resource.RLIM_INFINITY and soft < target:
+        new_soft = target if hard == resource.RLIM_INFINITY else min(hard, target)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+            soft = new_soft
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(16, min(wanted, soft - 256))
+
+
 @dataclass
 class TrainingImages:
     """The decoded training set: per image an HR and an LR array, HR exactly `scale` x LR."""
@@ -199,16 +223,35 @@ class TrainingImages:
     lr_sizes: list[tuple[int, int]]
     scale: int
 
+    def __post_init__(self) -> None:
+        self._maps: dict[Path, np.ndarray] = {}
+        self._map_budget: int | None = None
+
     def __len__(self) -> int:
         return len(self.names)
 
+    def __getstate__(self) -> dict:
+        # Worker processes open their own maps; pickling a map would copy the whole array.
+        state = dict(self.__dict__)
+        state["_maps"], state["_map_budget"] = {}, None
+        return state
+
+    def _load(self, stored: Stored) -> np.ndarray:
+        """Arrays as they are; cached files memory-mapped once per process (opening costs far more than a crop)."""
+        if not isinstance(stored, Path):
+            return stored
+        array = self._maps.get(stored)
+        if array is None:
+            if self._map_budget is None:
+                self._map_budget = _open_file_budget(2 * len(self.names))
+            if len(self._maps) >= self._map_budget:
+                self._maps.pop(next(iter(self._maps)))  # the oldest map goes
+            array = self._maps[stored] = np.load(stored, mmap_mode="r")
+        return array
+
     def arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(HR, LR) of image `index`; cached files are memory-mapped, so only the crop is read."""
-        hr, lr = self.hr[index], self.lr[index]
-        if isinstance(hr, Path):
-            hr = np.load(hr, mmap_mode="r")
-        if isinstance(lr, Path):
-            lr = np.load(lr, mmap_mode="r")
+        hr, lr = self._load(self.hr[index]), self._load(self.lr[index])
         height, width = self.lr_sizes[index]
         return hr[: height * self.scale, : width * self.scale], lr
 
@@ -414,10 +457,18 @@ class StepSampler(Sampler[int]):
             base += self.batch_size * self.world_size
 
 
+def _ignore_interrupts(worker_id: int) -> None:
+    """Ctrl-C is for the training process, which finishes its step and saves a checkpoint;
+    a worker killed by it first would turn that into a DataLoader error."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def patch_loader(samples: PatchSamples, batch_size: int, *, start_sample: int = 0, rank: int = 0,
                  world_size: int = 1, workers: int = 0, pin_memory: bool = False) -> DataLoader:
     """An endless DataLoader of (LR, HR) uint8 batches starting at sample `start_sample`."""
-    options = {"prefetch_factor": 4, "persistent_workers": False} if workers > 0 else {}
+    options = {"prefetch_factor": 4, "worker_init_fn": _ignore_interrupts} if workers > 0 else {}
     return DataLoader(
         samples, batch_size=batch_size, sampler=StepSampler(start_sample, batch_size, rank, world_size),
         num_workers=workers, pin_memory=pin_memory, **options,

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -39,9 +40,8 @@ BORDERS = ("replicate", "symmetric")
 # Integer types: MATLAB rounds to the type after each pass and saturates.
 _INTEGER_RANGES_NUMPY = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
-# Output pixels per dense weight block. Larger blocks mean fewer, bigger matrix
-# products but more zeros multiplied; 64 is a good trade-off from x1/4 to x4.
-_BLOCK_OUTPUTS = 64
+# Narrowest band of columns (in memory elements) that one weight block reads.
+_MIN_COLUMN_BAND = 24
 
 
 def bicubic_kernel(x: np.ndarray | float) -> np.ndarray:
@@ -98,13 +98,13 @@ def _fold_indices(indices: np.ndarray, length: int, border: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _WeightBlock:
-    """Output rows [out_start, out_stop) = matrix @ input rows [in_start, in_stop)."""
+    """Output positions [out_start, out_stop) = matrix @ input positions [in_start, in_stop)."""
 
     out_start: int
     out_stop: int
     in_start: int
     in_stop: int
-    matrix: np.ndarray  # (out_stop - out_start, in_stop - in_start), float64
+    matrix: np.ndarray  # (out_stop - out_start, in_stop - in_start), float64, read-only
 
 
 @dataclass(frozen=True)
@@ -113,21 +113,70 @@ class _AxisPlan:
     out_length: int
     blocks: tuple[_WeightBlock, ...]
 
+    @property
+    def is_identity(self) -> bool:
+        """Scale 1 gives an identity matrix: the pass can be skipped."""
+        return self.in_length == self.out_length and all(
+            block.in_start == block.out_start and np.array_equal(block.matrix, np.eye(len(block.matrix)))
+            for block in self.blocks
+        )
+
+
+def _block_outputs(scale: float, min_band: int) -> int:
+    """Output pixels per weight block.
+
+    A block of b outputs reads about (b - 1) / scale + kernel width inputs, so
+    it multiplies some zeros; about 2x the true number of taps keeps the
+    products cheap. A band of columns is a strided slice, so it is also made at
+    least `min_band` memory elements wide: narrower slices cost more to copy
+    than to multiply.
+    """
+    kernel_width = 4.0 if scale >= 1 else 4.0 / scale
+    outputs = max(4, int(round(4 * scale)))
+    outputs_for_band = int(math.ceil((min_band - kernel_width) * scale)) + 1
+    return max(outputs, outputs_for_band)
+
 
 @functools.lru_cache(maxsize=64)
-def _axis_plan(in_length: int, out_length: int, scale: float, antialiasing: bool, border: str) -> _AxisPlan:
+def _axis_plan(
+    in_length: int,
+    out_length: int,
+    scale: float,
+    antialiasing: bool,
+    border: str,
+    interleave: int = 1,
+    min_band: int = 1,
+    integer_bits: int | None = None,
+) -> _AxisPlan:
     """Band the (out x in) resampling matrix into small dense blocks.
 
     The full matrix is mostly zeros (a few taps per row); a block of
-    consecutive output pixels only reads a short contiguous run of input
-    pixels, so each block is a small dense matrix and a pass is a few matrix
-    products instead of a gather per tap. Border taps that fold onto the same
-    input pixel are summed into one entry.
+    consecutive outputs only reads a short contiguous run of inputs, so each
+    block is a small dense matrix and a pass is a series of matrix products
+    (BLAS on CPU, one kernel each on a GPU) instead of a gather per tap. Border
+    taps that fold onto the same input pixel are summed into one entry.
+
+    `interleave` > 1 is for an axis whose pixels are interleaved with their
+    channels (the width of an HxWxC array): the block matrix becomes
+    kron(matrix, identity(channels)), which resizes that axis in place without
+    transposing the image. `min_band` is the narrowest band of input memory
+    elements that a block should read (see `_block_outputs`).
+
+    `integer_bits` (8 for uint8) snaps every weight to a multiple of
+    2**-(52 - bits). Then each product of a weight and an integer pixel, and
+    every partial sum (|sum| <= 1.3 * 2**bits), is exact in float64, so the
+    result no longer depends on the order in which BLAS, a GPU or MATLAB add
+    the taps: numpy, torch and CUDA round exactly the same pixels, including
+    the exact .5 ties that scales like 1.3 produce. The snap moves a weight by
+    under 1e-13 (uint8), far below anything that changes a rounded pixel
+    except such ties, which MATLAB itself resolves by its own float noise.
     """
     weights, indices = contributions(in_length, out_length, scale, antialiasing, border)
+    step = _block_outputs(scale, math.ceil(min_band / interleave))
+    channels = np.eye(interleave)
     blocks = []
-    for out_start in range(0, out_length, _BLOCK_OUTPUTS):
-        out_stop = min(out_start + _BLOCK_OUTPUTS, out_length)
+    for out_start in range(0, out_length, step):
+        out_stop = min(out_start + step, out_length)
         block_weights = weights[out_start:out_stop]
         block_indices = indices[out_start:out_stop]
         used = block_weights != 0.0
@@ -136,8 +185,13 @@ def _axis_plan(in_length: int, out_length: int, scale: float, antialiasing: bool
         matrix = np.zeros((out_stop - out_start, in_stop - in_start))
         rows = np.broadcast_to(np.arange(out_stop - out_start)[:, None], block_indices.shape)
         np.add.at(matrix, (rows[used], block_indices[used] - in_start), block_weights[used])
+        if integer_bits is not None:
+            quantum = 2.0 ** (52 - integer_bits)
+            matrix = np.round(matrix * quantum) / quantum
+        matrix = np.kron(matrix, channels) if interleave > 1 else matrix
         matrix.setflags(write=False)
-        blocks.append(_WeightBlock(out_start, out_stop, in_start, in_stop, matrix))
+        out_range = (out_start * interleave, out_stop * interleave)
+        blocks.append(_WeightBlock(*out_range, in_start * interleave, in_stop * interleave, matrix))
     return _AxisPlan(in_length, out_length, tuple(blocks))
 
 
@@ -147,33 +201,25 @@ def _check_border(border: str) -> None:
 
 
 def _is_torch(image: Any) -> bool:
-    torch = _torch_if_loaded()
+    """Whether `image` is a tensor; never imports torch for a numpy-only caller."""
+    torch = sys.modules.get("torch")
     return torch is not None and isinstance(image, torch.Tensor)
 
 
-def _torch_if_loaded():
-    """torch, if it is importable; numpy-only callers never pay for importing it."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency, but keep numpy usable alone
-        return None
-    return torch
-
-
 # ---------------------------------------------------------------------------
-# Layout: every image becomes a stack of planes (B, H, W) and back again.
+# Layouts: numpy stores images channels last, torch models want them channels first.
 
 
 @dataclass(frozen=True)
 class _Layout:
-    """How to go from the caller's layout to (N, C, H, W) and back."""
+    """How the caller's array maps onto (N, C, H, W)."""
 
     ndim: int
     torch: bool
 
 
 def to_nchw(image: Any) -> tuple[Any, _Layout]:
-    """View/copy any supported image layout as (N, C, H, W) in its own library.
+    """View any supported image layout as (N, C, H, W), without copying.
 
     numpy images are stored channels last (HxW, HxWxC, NxHxWxC); torch tensors
     are channels first as models use them (HxW, CxHxW, NxCxHxW).
@@ -196,7 +242,7 @@ def to_nchw(image: Any) -> tuple[Any, _Layout]:
 
 
 def from_nchw(nchw: Any, layout: _Layout) -> Any:
-    """Inverse of `to_nchw` for an (N, C, H', W') result."""
+    """Inverse of `to_nchw`, for a result of another height and width."""
     if layout.ndim == 2:
         return nchw[0, 0]
     if layout.torch:
@@ -205,112 +251,132 @@ def from_nchw(nchw: Any, layout: _Layout) -> Any:
     return nhwc[0] if layout.ndim == 3 else nhwc
 
 
+def _as_rows(image: Any, layout: _Layout) -> tuple[Any, int]:
+    """The image as (planes, H, W * interleave) without copying, and the interleave.
+
+    A resize only needs rows and columns: numpy's HxWxC keeps its channels
+    interleaved along the row (resized with a Kronecker-expanded weight
+    matrix), torch's channels-first planes are simply stacked.
+    """
+    shape = tuple(image.shape)
+    if layout.ndim == 2:
+        return image.reshape(1, shape[0], shape[1]), 1
+    if layout.torch:
+        return image.reshape(-1, shape[-2], shape[-1]), 1
+    height, width, channels = shape[-3:]
+    return image.reshape(-1, height, width * channels), channels
+
+
+def _rows_to_layout(rows: Any, image: Any, out_height: int, out_width: int) -> Any:
+    shape = list(image.shape)
+    if image.ndim == 2 or not isinstance(image, np.ndarray):
+        shape[-2:] = [out_height, out_width]
+    else:
+        shape[-3:-1] = [out_height, out_width]
+    return rows.reshape(shape)
+
+
 # ---------------------------------------------------------------------------
-# The two libraries: the same operations, each in its own array type.
+# The two libraries: the same few operations, each in its own array type.
 
 
-@dataclass(frozen=True)
-class _Backend:
-    """What a pass needs from numpy or torch: planes in, planes out."""
+class _NumpyBackend:
+    def __init__(self, dtype: np.dtype) -> None:
+        if dtype in _INTEGER_RANGES_NUMPY:
+            self.work_dtype, self.integer_max = np.dtype(np.float64), _INTEGER_RANGES_NUMPY[dtype]
+        elif dtype in (np.float32, np.float64):
+            self.work_dtype, self.integer_max = dtype, None
+        elif dtype == np.float16:
+            self.work_dtype, self.integer_max = np.dtype(np.float32), None
+        else:
+            raise SisrError(f"matlab_imresize: unsupported dtype {dtype} (use uint8, uint16 or a float type)")
+        # Between the passes an integer image is stored as its own type, as in MATLAB.
+        self.storage_dtype = dtype if self.integer_max is not None else self.work_dtype
 
-    work_dtype: Any  # dtype of the computation
-    integer_max: float | None  # round-and-clip between passes for integer images
-    matrix: Callable[[np.ndarray], Any]  # float64 numpy weights -> library array
-    empty: Callable[[tuple[int, ...]], Any]
-    round_half_away: Callable[[Any], Any]
-    clip: Callable[[Any, float], Any]  # in place, to [0, max]
+    def matrix(self, weights: np.ndarray) -> np.ndarray:
+        return weights.astype(self.work_dtype, copy=False)
 
+    def to_work(self, x: np.ndarray) -> np.ndarray:
+        return x.astype(self.work_dtype, copy=False)
 
-def _numpy_backend(image: np.ndarray) -> tuple[_Backend, Any]:
-    dtype = image.dtype
-    if dtype in _INTEGER_RANGES_NUMPY:
-        work, integer_max = np.dtype(np.float64), _INTEGER_RANGES_NUMPY[dtype]
-    elif dtype in (np.float32, np.float64):
-        work, integer_max = dtype, None
-    elif dtype == np.float16:
-        work, integer_max = np.dtype(np.float32), None
-    else:
-        raise SisrError(f"matlab_imresize: unsupported dtype {dtype} (use uint8, uint16 or a float type)")
+    def empty(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.empty(shape, dtype=self.storage_dtype)
 
-    def round_half_away(x: np.ndarray) -> np.ndarray:
-        floor = np.floor(x)
-        return floor + (x - floor >= 0.5)
+    def empty_result(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return np.empty(shape, dtype=dtype)
 
-    backend = _Backend(
-        work_dtype=work,
-        integer_max=integer_max,
-        matrix=lambda weights: weights.astype(work, copy=False),
-        empty=lambda shape: np.empty(shape, dtype=work),
-        round_half_away=round_half_away,
-        clip=lambda x, top: np.clip(x, 0.0, top, out=x),
-    )
-    return backend, dtype
+    def round_and_clip_(self, x: np.ndarray) -> None:
+        """Round half up (= half away from zero for what survives the clip) and saturate."""
+        x += 0.5
+        np.floor(x, out=x)
+        np.clip(x, 0.0, self.integer_max, out=x)
 
 
-def _torch_backend(image: Any) -> tuple[_Backend, Any]:
-    torch = _torch_if_loaded()
-    dtype = image.dtype
-    integer_ranges = {torch.uint8: 255.0}
-    if hasattr(torch, "uint16"):
-        integer_ranges[torch.uint16] = 65535.0
-    if dtype in integer_ranges:
-        # float64 reproduces MATLAB's double arithmetic; Apple's MPS has no float64.
-        work = torch.float32 if image.device.type == "mps" else torch.float64
-        integer_max = integer_ranges[dtype]
-    elif dtype in (torch.float32, torch.float64):
-        work, integer_max = dtype, None
-    elif dtype in (torch.float16, torch.bfloat16):
-        work, integer_max = torch.float32, None
-    else:
-        raise SisrError(f"matlab_imresize: unsupported dtype {dtype} (use uint8 or a float type)")
-    device = image.device
+class _TorchBackend:
+    def __init__(self, dtype: Any, device: Any) -> None:
+        import torch
 
-    def round_half_away(x: Any) -> Any:
-        floor = torch.floor(x)
-        return floor + (x - floor >= 0.5).to(x.dtype)
+        integer_ranges = {torch.uint8: 255.0}
+        if hasattr(torch, "uint16"):
+            integer_ranges[torch.uint16] = 65535.0
+        if dtype in integer_ranges:
+            # float64 reproduces MATLAB's double arithmetic; Apple's MPS has no float64.
+            self.work_dtype = torch.float32 if device.type == "mps" else torch.float64
+            self.integer_max = integer_ranges[dtype]
+        elif dtype in (torch.float32, torch.float64):
+            self.work_dtype, self.integer_max = dtype, None
+        elif dtype in (torch.float16, torch.bfloat16):
+            self.work_dtype, self.integer_max = torch.float32, None
+        else:
+            raise SisrError(f"matlab_imresize: unsupported dtype {dtype} (use uint8 or a float type)")
+        self.storage_dtype = dtype if self.integer_max is not None else self.work_dtype
+        self.device = device
+        self.torch = torch
 
-    backend = _Backend(
-        work_dtype=work,
-        integer_max=integer_max,
-        matrix=lambda weights: torch.from_numpy(np.ascontiguousarray(weights)).to(device=device, dtype=work),
-        empty=lambda shape: torch.empty(shape, dtype=work, device=device),
-        round_half_away=round_half_away,
-        clip=lambda x, top: x.clamp_(0.0, top),
-    )
-    return backend, dtype
+    def matrix(self, weights: np.ndarray) -> Any:
+        return self.torch.tensor(weights, dtype=self.work_dtype, device=self.device)
+
+    def to_work(self, x: Any) -> Any:
+        return x.to(self.work_dtype)
+
+    def empty(self, shape: tuple[int, ...]) -> Any:
+        return self.torch.empty(shape, dtype=self.storage_dtype, device=self.device)
+
+    def empty_result(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        return self.torch.empty(shape, dtype=dtype, device=self.device)
+
+    def round_and_clip_(self, x: Any) -> None:
+        """Round half up (= half away from zero for what survives the clip) and saturate."""
+        x.add_(0.5).floor_().clamp_(0.0, self.integer_max)
 
 
 # ---------------------------------------------------------------------------
 # The passes.
 
 
-def _resize_height(planes: Any, plan: _AxisPlan, backend: _Backend) -> Any:
-    batch, _, width = planes.shape
-    out = backend.empty((batch, plan.out_length, width))
+def _resize_axis(source: Any, destination: Any, plan: _AxisPlan, axis: int, backend: Any) -> None:
+    """Resample `source` (planes, rows, columns) along `axis` (1: rows, 2: columns).
+
+    Block by block: a band of input rows/columns is converted to the working
+    dtype, multiplied by its weight block, rounded for integer images, and
+    written into `destination`, so no full-size float temporary is ever made.
+    """
     for block in plan.blocks:
-        out[:, block.out_start : block.out_stop, :] = backend.matrix(block.matrix) @ planes[
-            :, block.in_start : block.in_stop, :
-        ]
-    return out
-
-
-def _resize_width(planes: Any, plan: _AxisPlan, backend: _Backend) -> Any:
-    batch, height, _ = planes.shape
-    out = backend.empty((batch, height, plan.out_length))
-    for block in plan.blocks:
-        out[:, :, block.out_start : block.out_stop] = (
-            planes[:, :, block.in_start : block.in_stop] @ backend.matrix(block.matrix).T
-        )
-    return out
-
-
-def _round_to_integer_levels(planes: Any, backend: _Backend) -> Any:
-    """MATLAB casts each pass's result back to uint8/uint16: round half away, saturate."""
-    return backend.clip(backend.round_half_away(planes), backend.integer_max)
+        weights = backend.matrix(block.matrix)
+        if axis == 1:
+            values = weights @ backend.to_work(source[:, block.in_start : block.in_stop, :])
+        else:
+            values = backend.to_work(source[:, :, block.in_start : block.in_stop]) @ weights.T
+        if backend.integer_max is not None:
+            backend.round_and_clip_(values)
+        if axis == 1:
+            destination[:, block.out_start : block.out_stop, :] = values
+        else:
+            destination[:, :, block.out_start : block.out_stop] = values
 
 
 def _output_length(in_length: int, scale: float) -> int:
-    """MATLAB's ceil(in * scale), guarded against 1/3 * 255 = 85.00000000000001."""
+    """MATLAB's ceil(in * scale), guarded against 255 * (1/3) = 85.00000000000001."""
     exact = in_length * scale
     nearest = round(exact)
     if abs(exact - nearest) < 1e-9 * max(1.0, abs(exact)):
@@ -324,7 +390,8 @@ def _sizes_and_scales(
     if (scale is None) == (output_size is None):
         raise SisrError("matlab_imresize: give exactly one of scale= and output_size=")
     if scale is not None:
-        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        is_number = isinstance(scale, (int, float)) and not isinstance(scale, bool)
+        if not (is_number and math.isfinite(scale) and scale > 0):
             raise SisrError(f"matlab_imresize: scale={scale!r} must be a positive number")
         out_size = (_output_length(in_size[0], scale), _output_length(in_size[1], scale))
         return out_size, (float(scale), float(scale))
@@ -355,47 +422,40 @@ def matlab_imresize(
     * uint8/uint16 images are computed in float64 and rounded back to the type
       after each of the two passes, as MATLAB does: with that, the benchmark
       LR images are reproduced exactly. Float images are computed in float64
-      (numpy float64) or in the tensor's dtype, and are *not* clipped: bicubic
-      overshoots slightly outside [0, 1] at edges.
+      (numpy float64) or in their own dtype (float32 for half types), and
+      are *not* clipped: bicubic overshoots slightly outside [0, 1] at edges.
     * ``border="replicate"`` repeats the edge pixel, which is what the shared
       MATLAB-made LR images need; ``"symmetric"`` mirrors the image as current
       MATLAB's `contributions()` does. They differ only in the outer pixels.
     * ``antialiasing=False`` samples with the plain kernel when shrinking.
 
-    The standard SR degradation is ``matlab_imresize(hr[:h - h % s, :w - w % s], 1 / s)``.
+    The standard SR degradation is ``matlab_imresize(hr[:h - h % s, :w - w % s], scale=1 / s)``.
     """
     _check_border(border)
-    nchw, layout = to_nchw(image)
-    backend, original_dtype = _torch_backend(image) if layout.torch else _numpy_backend(image)
-    n, c, height, width = nchw.shape
-    if height == 0 or width == 0:
+    _, layout = to_nchw(image)  # validates the kind and the number of dimensions
+    backend = _TorchBackend(image.dtype, image.device) if layout.torch else _NumpyBackend(image.dtype)
+    source, interleave = _as_rows(image, layout)
+    planes, height, width = source.shape[0], source.shape[1], source.shape[2] // interleave
+    if planes == 0 or height == 0 or width == 0:
         raise SisrError(f"matlab_imresize: image of shape {tuple(image.shape)} is empty")
     (out_height, out_width), (scale_h, scale_w) = _sizes_and_scales((height, width), scale, output_size)
 
-    planes = nchw.reshape(n * c, height, width)
-    planes = planes.to(backend.work_dtype) if layout.torch else planes.astype(backend.work_dtype)
-    height_pass = (_resize_height, _axis_plan(height, out_height, scale_h, antialiasing, border))
-    width_pass = (_resize_width, _axis_plan(width, out_width, scale_w, antialiasing, border))
-    # MATLAB resizes the dimension with the smaller scale first (stable sort: height on ties).
-    passes = (width_pass, height_pass) if scale_w < scale_h else (height_pass, width_pass)
-    for resize_axis, plan in passes:
-        if plan.in_length == plan.out_length and _is_identity(plan):
-            continue
-        planes = resize_axis(planes, plan, backend)
-        if backend.integer_max is not None:
-            planes = _round_to_integer_levels(planes, backend)
+    bits = None if backend.integer_max is None else int(backend.integer_max).bit_length()
+    row_pass = (1, _axis_plan(height, out_height, scale_h, antialiasing, border, 1, 1, bits))
+    column_plan = _axis_plan(width, out_width, scale_w, antialiasing, border, interleave, _MIN_COLUMN_BAND, bits)
+    column_pass = (2, column_plan)
+    # MATLAB resizes the dimension with the smaller scale first (a stable sort:
+    # rows first when the scales are equal).
+    passes = [column_pass, row_pass] if scale_w < scale_h else [row_pass, column_pass]
+    passes = [(axis, plan) for axis, plan in passes if not plan.is_identity]
 
-    result = planes.reshape(n, c, out_height, out_width)
-    if layout.torch:
-        return from_nchw(result.to(original_dtype), layout)
-    return np.ascontiguousarray(from_nchw(result, layout), dtype=original_dtype)
-
-
-def _is_identity(plan: _AxisPlan) -> bool:
-    """Scale 1 gives an identity weight matrix; skip the pass (MATLAB does too)."""
-    return all(
-        block.in_start == block.out_start
-        and block.in_stop == block.out_stop
-        and np.array_equal(block.matrix, np.eye(block.matrix.shape[0]))
-        for block in plan.blocks
-    )
+    result = backend.empty_result((planes, out_height, out_width * interleave), image.dtype)
+    if not passes:
+        result[...] = source
+    for number, (axis, plan) in enumerate(passes):
+        shape = list(source.shape)
+        shape[axis] = plan.out_length * (interleave if axis == 2 else 1)
+        destination = result if number == len(passes) - 1 else backend.empty(tuple(shape))
+        _resize_axis(source, destination, plan, axis, backend)
+        source = destination
+    return _rows_to_layout(result, image, out_height, out_width)

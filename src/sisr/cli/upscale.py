@@ -1,0 +1,193 @@
+"""`sisr upscale INPUT... -o OUTPUT`: enlarge image files with a trained network (or bicubic)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SisrError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+FORMATS = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"]
+log = logging.getLogger("sisr")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "upscale", help="enlarge images with a super-resolution network",
+        description="Enlarge images with a super-resolution network. INPUT may be image files and folders "
+        "(a folder stands for the image files in it). With one input file, OUTPUT is the file to write; "
+        "otherwise (or when OUTPUT ends in / or is a folder) it is a folder, and each output is named "
+        "after its input: photo.png -> photo-x4.png.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output file or folder")
+    parser.add_argument("--model", required=True, metavar="WEIGHTS",
+                        help="a weight file (sisr .safetensors, or Keras/PyTorch weights), a pretrained model "
+                        "name (`sisr models --pretrained`), or `bicubic` for MATLAB bicubic")
+    parser.add_argument("--scale", type=int, help="the enlargement; required for bicubic, checked against the network")
+    parser.add_argument("--tile", type=int, metavar="PIXELS",
+                        help="process tiles of at most PIXELS x PIXELS input pixels (bounds memory on large images)")
+    parser.add_argument("--tile-overlap", type=int, metavar="PIXELS",
+                        help="context around each tile (default: the network's receptive field, exact results)")
+    parser.add_argument("--tile-batch", type=int, default=1, metavar="N", help="tiles per network call (default 1)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="number format: fp32 (default), bf16, fp16 (CUDA only)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="auto (CUDA if present, default), cpu or cuda")
+    parser.add_argument("--format", choices=FORMATS,
+                        help="output format when OUTPUT is a folder (default: the input's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given; folders as their image files, sorted by name."""
+    from ..image_io import IMAGE_SUFFIXES
+
+    paths: list[Path] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not images:
+                raise SisrError(f"{path}: folder has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            paths.extend(images)
+        else:
+            paths.append(path)  # a missing file is reported when its turn comes
+    return paths
+
+
+def plan_jobs(sources: list[Path], output: str, scale: int, output_format: str | None, inputs: list[str]) -> list[Job]:
+    """Pair each input with its output path, refusing plans that would write one file twice."""
+    from ..image_io import IMAGE_SUFFIXES
+
+    target = Path(output)
+    to_folder = (
+        len(sources) > 1 or output.endswith(("/", "\\")) or target.is_dir() or any(Path(i).is_dir() for i in inputs)
+    )
+    if not to_folder:
+        suffix = target.suffix.lower()
+        if suffix not in IMAGE_SUFFIXES:
+            raise SisrError(
+                f"{target}: unknown image format {suffix or '(no extension)'}; "
+                f"use one of {', '.join(sorted(IMAGE_SUFFIXES))}, or end OUTPUT with / for a folder"
+            )
+        if output_format is not None and suffix.lstrip(".") != output_format:
+            raise SisrError(f"--format {output_format} conflicts with the output file's extension {suffix}")
+        return [Job(sources[0], target)]
+    if target.exists() and not target.is_dir():
+        raise SisrError(f"{target}: is a file, but {len(sources)} inputs need an output folder")
+    jobs, seen = [], {}
+    for source in sources:
+        suffix = f".{output_format}" if output_format else source.suffix
+        job = Job(source, target / f"{source.stem}-x{scale}{suffix}")
+        if job.target in seen:
+            raise SisrError(f"{seen[job.target]} and {source} would both be written to {job.target}")
+        seen[job.target] = source
+        jobs.append(job)
+    return jobs
+
+
+def check_tiling(args: argparse.Namespace) -> None:
+    """Bad tile options are one error up front, not one per image."""
+    if args.tile is not None and args.tile < 1:
+        raise SisrError(f"--tile {args.tile}: must be at least 1 pixel")
+    if args.tile_overlap is not None and args.tile_overlap < 0:
+        raise SisrError(f"--tile-overlap {args.tile_overlap}: must not be negative")
+    if args.tile_batch < 1:
+        raise SisrError(f"--tile-batch {args.tile_batch}: must be at least 1")
+
+
+def load_network(args: argparse.Namespace) -> nn.Module:
+    """The network for --model, prepared once for all images (eval, folded, on its device)."""
+    from ..inference import prepare_model
+    from ..weights import resolve_model
+
+    if args.model == "bicubic" and args.scale is None:
+        raise SisrError("--model bicubic needs --scale (2, 3, 4, ...)")
+    model = resolve_model(args.model, args.scale)
+    return prepare_model(model, args.precision, args.device)
+
+
+def upscale_file(model: nn.Module, job: Job, args: argparse.Namespace) -> tuple[int, int]:
+    """Read, upscale, write one image; returns the output size (width, height)."""
+    import torch
+
+    from ..files import check_writable
+    from ..image_io import read_image, write_image
+    from ..inference import upscale
+
+    if job.source.resolve() == job.target.resolve():
+        raise SisrError(f"{job.source}: the output would replace the input")
+    check_writable(job.target, args.overwrite)  # before the network runs, not after
+    image = read_image(job.source)
+    try:
+        result = upscale(
+            model, image, tile=args.tile, tile_overlap=args.tile_overlap, tile_batch=args.tile_batch,
+            precision=args.precision, device=args.device, name=str(job.source),
+            progress=log.isEnabledFor(logging.INFO),  # a tile bar, on a terminal only
+        )
+    except torch.OutOfMemoryError:
+        hint = "use a smaller --tile" if args.tile else "use --tile 256 (or smaller)"
+        raise SisrError(f"{job.source}: out of memory; {hint}") from None
+    write_image(job.target, result, overwrite=args.overwrite)
+    return result.shape[1], result.shape[0]
+
+
+def _progress(jobs: list[Job]) -> Any:
+    if len(jobs) > 1 and sys.stderr.isatty() and log.isEnabledFor(logging.INFO):
+        from tqdm import tqdm
+
+        return tqdm(jobs, unit="image", file=sys.stderr)
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    check_tiling(args)
+    sources = expand_inputs(args.inputs)
+    model = load_network(args)
+    jobs = plan_jobs(sources, args.output, model.scale, args.format, args.inputs)
+    settings = model.sisr_inference
+    if len(jobs) > 1:
+        log.info("upscaling %d images x%d with %s on %s (%s)", len(jobs), model.scale, args.model,
+                 settings.device, args.precision)
+    bar = _progress(jobs)
+    failures = 0
+    for job in bar if bar is not None else jobs:
+        try:
+            width, height = upscale_file(model, job, args)
+        except (SisrError, OSError) as error:
+            message = str(error) if isinstance(error, SisrError) else f"{job.source}: {error}"
+            if len(jobs) == 1:
+                raise SisrError(message) from None
+            failures += 1
+            _report(f"sisr upscale: error: {message}", bar)
+            continue
+        if bar is None:
+            log.info("wrote %s (%dx%d)", job.target, width, height)
+    if bar is not None:
+        bar.close()
+    if failures:
+        raise SisrError(f"{failures} of {len(jobs)} images failed")
+    return 0
+
+
+def _report(line: str, bar: Any) -> None:
+    """An error line on stderr that does not tear the progress bar."""
+    if bar is not None:
+        bar.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr)

@@ -1,0 +1,320 @@
+"""The training configuration: every option, its default, and where values come from.
+
+Values are layered: the defaults of the model's family (the papers' and
+Krasser's article's settings), then a TOML file, then command-line flags and
+`--set section.key=value` overrides. Unknown keys and values of the wrong type
+are errors that name the key, so a typo never silently trains the wrong thing.
+
+Batch size: `data.batch_size` is per process. With DDP on W processes a step
+uses W x batch_size patches (the papers' 16 = 1 GPU x 16, or 2 x 8, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import SisrError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the `tomli` backport, if installed, reads TOML the same way
+    try:
+        import tomli as tomllib
+    except ImportError:  # pragma: no cover - depends on the environment
+        tomllib = None
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+CACHES = ("disk", "memory")
+
+
+@dataclass
+class ModelSection:
+    preset: str = "edsr-baseline-x4"  # a name from `sisr models`
+    args: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's arguments, e.g. {num_blocks = 8}
+    init: str = ""  # a sisr weight file to start from (fine-tuning); "" = random initialisation
+
+
+@dataclass
+class DataSection:
+    train: str = "div2k"  # "div2k", or a folder of HR images (LR made by MATLAB bicubic)
+    train_lr: str = ""  # a folder of LR images paired with `train` by name (any degradation)
+    downgrade: str = "bicubic"  # DIV2K's LR images: "bicubic" or "unknown"
+    root: str = ""  # where data sets are found and downloaded; "" = the sisr cache
+    limit: int = 0  # use only the first N training images; 0 = all
+    patch_size: int = 0  # HR patch side in pixels; 0 = the preset's (48 LR pixels for EDSR/WDSR)
+    batch_size: int = 16  # patches per step PER PROCESS (global batch = this x world size)
+    augment: bool = True  # random horizontal flips and quarter turns
+    cache: str = "disk"  # decoded images: "disk" (memory-mapped .npy files) or "memory"
+    cache_dir: str = ""  # "" = <sisr cache>/decoded
+    workers: int = 2  # DataLoader worker processes; 0 = load in the training process
+    download: bool = True  # download DIV2K / benchmark sets when missing
+
+
+@dataclass
+class ValSection:
+    set: str = "DIV2K-valid"  # a benchmark name (Set5, DIV2K-valid, ...) or folder; "" = no validation
+    limit: int = 10  # validate on the first N images; 0 = all
+    every: int = 1000  # steps between validations
+
+
+@dataclass
+class OptimSection:
+    name: str = "adam"  # "adam" or "adamw"
+    lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    milestones: list[int] = field(default_factory=lambda: [200000])  # steps where lr is multiplied by gamma
+    gamma: float = 0.5
+    grad_clip: float = 0.0  # maximum gradient norm; 0 = no clipping
+
+
+@dataclass
+class TrainSection:
+    steps: int = 300000
+    loss: str = "l1"  # "l1", "l2" / "mse"
+    seed: int = 0
+    precision: str = "fp32"  # "fp32", "bf16" (autocast, CPU and CUDA) or "fp16" (autocast + GradScaler, CUDA)
+    compile: bool = False  # torch.compile the network
+    ema: float = 0.0  # decay of an exponential moving average of the weights (e.g. 0.999); 0 = off
+    device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:1"
+    out: str = ""  # output folder; "" = runs/<preset>
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    val: ValSection = field(default_factory=ValSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.train.out or Path("runs") / self.model.preset)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """The whole configuration as TOML, loadable by `load_config`."""
+        lines: list[str] = []
+        for section, values in self.to_dict().items():
+            lines.append(f"[{section}]")
+            lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+            lines.append("")
+        return "\n".join(lines)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+        """A checked configuration from nested dicts over the built-in defaults."""
+        config = cls()
+        _merge_into(config, values, source)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Checks that need more than a type: ranges, choices."""
+        problems = []
+        if self.train.precision not in PRECISIONS:
+            problems.append(f"train.precision must be one of {', '.join(PRECISIONS)}, not {self.train.precision!r}")
+        if self.data.cache not in CACHES:
+            problems.append(f"data.cache must be one of {', '.join(CACHES)}, not {self.data.cache!r}")
+        if self.data.downgrade not in ("bicubic", "unknown"):
+            problems.append(f"data.downgrade must be 'bicubic' or 'unknown', not {self.data.downgrade!r}")
+        if self.optim.name not in ("adam", "adamw"):
+            problems.append(f"optim.name must be 'adam' or 'adamw', not {self.optim.name!r}")
+        if len(self.optim.betas) != 2:
+            problems.append(f"optim.betas must hold two numbers, not {self.optim.betas!r}")
+        for key, value in [("train.steps", self.train.steps), ("data.batch_size", self.data.batch_size),
+                           ("val.every", self.val.every), ("train.log_every", self.train.log_every),
+                           ("train.checkpoint_every", self.train.checkpoint_every)]:
+            if value < 1:
+                problems.append(f"{key} must be at least 1, not {value}")
+        for key, value in [("data.workers", self.data.workers), ("data.limit", self.data.limit),
+                           ("data.patch_size", self.data.patch_size), ("val.limit", self.val.limit),
+                           ("optim.grad_clip", self.optim.grad_clip), ("train.threads", self.train.threads)]:
+            if value < 0:
+                problems.append(f"{key} must not be negative, not {value}")
+        if not 0.0 <= self.train.ema < 1.0:
+            problems.append(f"train.ema must be in [0, 1) (0 = off), not {self.train.ema}")
+        if self.optim.lr <= 0 or self.optim.gamma <= 0:
+            problems.append("optim.lr and optim.gamma must be positive")
+        if not all(isinstance(m, int) and not isinstance(m, bool) for m in self.optim.milestones):
+            problems.append(f"optim.milestones must be step numbers (integers), not {self.optim.milestones}")
+        elif list(self.optim.milestones) != sorted(self.optim.milestones):
+            problems.append(f"optim.milestones must be increasing, not {self.optim.milestones}")
+        if problems:
+            raise SisrError("invalid training configuration: " + "; ".join(problems))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(key))} = {_toml_value(item)}" for key, item in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
+    """`value` converted to the type of the default, or a SisrError naming `key`."""
+    expected = type(default)
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is list:
+        ok = isinstance(value, list)
+        if ok and default and all(isinstance(item, float) for item in default):
+            ok = all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in value)
+            value = [float(item) for item in value] if ok else value
+        elif ok and default and all(isinstance(item, int) for item in default):
+            ok = all(isinstance(item, int) and not isinstance(item, bool) for item in value)
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise SisrError(f"{source}: {key} must be {_type_name(default)}, not {value!r}")
+    return value
+
+
+def _type_name(default: Any) -> str:
+    if isinstance(default, list):
+        return "a list"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            dict: "a table"}.get(type(default), type(default).__name__)
+
+
+def _unknown(key: str, known: Sequence[str], source: str) -> SisrError:
+    section, _, name = key.rpartition(".")
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {(section + '.' if section else '') + close[0]!r}?" if close else \
+        f"; known: {', '.join(known)}"
+    return SisrError(f"{source}: unknown option {key!r}{hint}")
+
+
+def _merge_into(config: TrainConfig, values: dict[str, Any], source: str) -> None:
+    sections = {f.name for f in dataclasses.fields(config)}
+    for section_name, section_values in values.items():
+        if section_name not in sections:
+            raise _unknown(section_name, sorted(sections), source)
+        if not isinstance(section_values, dict):
+            raise SisrError(f"{source}: [{section_name}] must be a table of options, not {section_values!r}")
+        section = getattr(config, section_name)
+        known = [f.name for f in dataclasses.fields(section)]
+        for key, value in section_values.items():
+            dotted = f"{section_name}.{key}"
+            if key not in known:
+                raise _unknown(dotted, known, source)
+            setattr(section, key, _coerce(dotted, value, getattr(section, key), source))
+
+
+# --- where values come from --------------------------------------------------
+
+
+def family_defaults(preset: str) -> dict[str, Any]:
+    """The training recipe of the preset's family, as the article and papers give it.
+
+    EDSR: L1, Adam 1e-4 halved at 200k of 300k steps. WDSR: the same with 1e-3
+    (weight normalization allows the higher rate). SRResNet pre-training for
+    SRGAN: MSE, Adam 1e-4 for 1M steps. Batch 16 for all.
+    """
+    from ..models import get_preset
+
+    arch = get_preset(preset).arch
+    if arch == "edsr":
+        train, optim = {"loss": "l1", "steps": 300000}, {"lr": 1e-4, "milestones": [200000], "gamma": 0.5}
+    elif arch == "wdsr":
+        train, optim = {"loss": "l1", "steps": 300000}, {"lr": 1e-3, "milestones": [200000], "gamma": 0.5}
+    elif arch in ("srresnet", "msrresnet"):
+        train, optim = {"loss": "mse", "steps": 1000000}, {"lr": 1e-4, "milestones": [], "gamma": 0.5}
+    else:
+        raise SisrError(f"model preset {preset!r} ({arch}) is not a network that sisr train can train")
+    return {"model": {"preset": preset}, "train": train, "optim": optim}
+
+
+def read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if tomllib is None:
+        raise SisrError(f"{path}: reading TOML on Python {sys.version_info[0]}.{sys.version_info[1]} "
+                        "needs the `tomli` package (pip install tomli)")
+    if not path.is_file():
+        raise SisrError(f"{path}: no such configuration file")
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise SisrError(f"{path}: not valid TOML ({error})") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`section.key=value` -> (["section", "key"], value); value in TOML syntax, else a plain string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or "." not in key:
+        raise SisrError(f"--set {text!r}: expected section.key=value, e.g. optim.lr=2e-4")
+    raw = raw.strip()
+    value: Any = raw
+    if tomllib is not None:
+        try:
+            value = tomllib.loads(f"value = {raw}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare word or path: a string
+    return key.split("."), value
+
+
+def set_dotted(values: dict[str, Any], path: list[str], value: Any) -> None:
+    target = values
+    for part in path[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise SisrError(f"--set {'.'.join(path)}: {part} is not a section")
+    target[path[-1]] = value
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
+                values: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults of the preset's family < TOML file `path` < `values` (nested dict) < `overrides`.
+
+    `overrides` are `section.key=value` strings as given to `--set`.
+    """
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path is not None:
+        layers.append((str(path), read_toml(path)))
+    if values:
+        layers.append(("options", values))
+    if overrides:
+        collected: dict[str, Any] = {}
+        for text in overrides:
+            key, value = parse_override(text)
+            set_dotted(collected, key, value)
+        layers.append(("--set", collected))
+    preset = ModelSection().preset
+    for _, layer in layers:
+        preset = layer.get("model", {}).get("preset", preset) if isinstance(layer.get("model"), dict) else preset
+    if not isinstance(preset, str):
+        raise SisrError(f"model.preset must be a string, not {preset!r}")
+    config = TrainConfig()
+    _merge_into(config, family_defaults(preset), "defaults")
+    for source, layer in layers:
+        _merge_into(config, layer, source)
+    config.validate()
+    return config

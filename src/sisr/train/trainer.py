@@ -1,0 +1,529 @@
+"""The training loop: `train(config) -> TrainResult`.
+
+One step: a batch of aligned LR/HR patches, the network's output, a pixel loss,
+backward, optimizer step, scheduler step, EMA update. Around it: validation
+every `val.every` steps (best and last weights kept as sisr weight files),
+atomic checkpoints every `train.checkpoint_every` steps and on Ctrl-C/SIGTERM,
+and exact resumption from them: on CPU a run that is killed and resumed ends
+with the same weights, bit for bit, as one that never stopped.
+
+Output folder: `checkpoint.pt`, `best.safetensors`, `last.safetensors`,
+`log.jsonl`, `config.toml` (the resolved configuration) and, with the
+tensorboard extra, `tensorboard/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import SisrError
+from ..files import atomic_write
+from ..losses import pixel_loss
+from ..models import build_model, get_preset
+from . import distributed
+from .checkpoint import (CHECKPOINT_NAME, capture_rng_state, check_same_network, load_checkpoint,
+                         restore_rng_state, save_checkpoint)
+from .config import TrainConfig, load_config
+from .ema import WeightAverage
+from .logging import RunLog
+from .validation import ValidationSet, evaluate, load_validation_set
+
+log = logging.getLogger("sisr")
+
+BEST_NAME = "best.safetensors"
+LAST_NAME = "last.safetensors"
+CONFIG_NAME = "config.toml"
+
+
+@dataclass
+class TrainResult:
+    """What a run produced; `model` holds the final weights (the EMA ones when EMA is on)."""
+
+    out_dir: Path
+    step: int
+    total_steps: int
+    interrupted: bool
+    resumed_from: int | None
+    best_psnr: float | None
+    best_step: int | None
+    last_psnr: float | None
+    best_weights: Path | None
+    last_weights: Path | None
+    checkpoint: Path | None
+    log_file: Path
+    elapsed_s: float
+    validation_set: str | None
+    model: nn.Module = field(repr=False)
+
+    @property
+    def completed(self) -> bool:
+        return self.step >= self.total_steps
+
+    def summary(self) -> str:
+        lines = []
+        status = "interrupted at" if self.interrupted else "finished at"
+        rate = (self.step - (self.resumed_from or 0)) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        lines.append(f"{status} step {self.step} of {self.total_steps} after {_duration(self.elapsed_s)} "
+                     f"this session ({rate:.2f} steps/s)"
+                     + (f", resumed from step {self.resumed_from}" if self.resumed_from else ""))
+        if self.best_psnr is not None:
+            last = f"; last {self.last_psnr:.3f} dB" if self.last_psnr is not None else ""
+            lines.append(f"best PSNR {self.best_psnr:.3f} dB (Y, border {self._scale_hint()}) on {self.validation_set}"
+                         f" at step {self.best_step}{last}")
+        files = [p for p in (self.best_weights, self.last_weights, self.checkpoint, self.log_file) if p]
+        lines.append("files: " + ", ".join(str(p) for p in files))
+        if self.interrupted:
+            lines.append("run the same command again to continue from the checkpoint")
+        return "\n".join(lines)
+
+    def _scale_hint(self) -> str:
+        scale = getattr(self.model, "scale", None)
+        return f"{scale} px cropped" if scale else "cropped"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+# --- stopping on signals -----------------------------------------------------
+
+
+class StopRequest:
+    """Ctrl-C or SIGTERM asks the loop to stop after the current step and save a checkpoint.
+
+    A second Ctrl-C stops at once (KeyboardInterrupt), without saving.
+    Handlers can only be installed from the main thread; elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name = ""
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+        log.warning("%s received: stopping after this step and saving a checkpoint "
+                    "(Ctrl-C again to stop at once)", self.signal_name)
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+# --- building the pieces -----------------------------------------------------
+
+
+def training_pairs(config: TrainConfig, scale: int, progress: bool) -> tuple[list, str]:
+    """The training pairs the configuration names, and a description for the log."""
+    from ..data.training import hr_only_pairs, paired_folders
+
+    data = config.data
+    if data.train.strip().lower() == "div2k":
+        from ..data.div2k import div2k_pairs
+
+        pairs = div2k_pairs("train", scale, data.downgrade, data.root or None, download=data.download,
+                            progress=progress)
+        what = f"DIV2K train ({data.downgrade} x{scale})"
+    elif data.train_lr:
+        pairs = paired_folders(data.train, data.train_lr, scale)
+        what = f"{data.train} paired with {data.train_lr}"
+    else:
+        pairs = hr_only_pairs(data.train)
+        what = f"{data.train} (LR by MATLAB bicubic x{scale})"
+    if data.limit:
+        pairs = pairs[: data.limit]
+    return pairs, what
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _check_precision(precision: str, device: torch.device) -> None:
+    if precision == "fp16" and device.type != "cuda":
+        raise SisrError(f"train.precision=fp16 needs a CUDA device (it relies on a gradient scaler); "
+                        f"on {device.type} use bf16 or fp32")
+
+
+def _load_init_weights(model: nn.Module, path: str, spec: dict[str, Any]) -> None:
+    from ..weights import load_state_dict_strict, read_weight_file
+
+    saved, tensors, _ = read_weight_file(path)
+    if saved["arch"] != spec["arch"]:
+        raise SisrError(f"model.init {path}: weights of a {saved['arch']} network, but the model is {spec['arch']}")
+    if int(saved["args"].get("scale", 0)) != int(spec["args"]["scale"]):
+        raise SisrError(f"model.init {path}: a x{saved['args'].get('scale')} network, but the model is "
+                        f"x{spec['args']['scale']} (scale mismatch)")
+    load_state_dict_strict(model, tensors, f"model.init {path}")
+
+
+def _optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
+    optim = config.optim
+    kind = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
+    return kind(parameters, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay)
+
+
+def _save_weights(model: nn.Module, path: Path, config: TrainConfig, step: int, psnr: float | None,
+                  validation: ValidationSet | None) -> Path:
+    from ..weights import save_model
+
+    metadata = {"training_step": str(step), "training_config": config.to_toml(), "source": "sisr train"}
+    if psnr is not None and validation is not None:
+        metadata["validation_psnr"] = f"{psnr:.4f}"
+        metadata["validation_set"] = validation.name
+    return save_model(model, path, metadata=metadata, overwrite=True)
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """A new run may not silently replace what an earlier run left in its output folder."""
+    earlier = [out_dir / name for name in (BEST_NAME, LAST_NAME, CHECKPOINT_NAME) if (out_dir / name).exists()]
+    if earlier:
+        raise SisrError(f"{out_dir}: holds files of an earlier run ({', '.join(p.name for p in earlier)}) that "
+                        f"this run would not continue from; pass --fresh to replace them, or choose another --out")
+
+
+def _clear_earlier_run(out_dir: Path) -> None:
+    """--fresh: forget the earlier run, so a kill before the first checkpoint cannot resume it."""
+    from .logging import LOG_NAME
+
+    for name in (CHECKPOINT_NAME, LOG_NAME):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+# --- the run -----------------------------------------------------------------
+
+
+def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool | str | os.PathLike = True,
+          fresh: bool = False, progress_bar: bool | None = None) -> TrainResult:
+    """Train the network the configuration describes; returns where things are and the final model.
+
+    `config`: a TrainConfig, a nested dict of options, or a TOML file.
+    `resume=True` continues from `<out>/checkpoint.pt` when it exists (so
+    re-running the same command continues); a path resumes from that
+    checkpoint; False ignores checkpoints. `fresh=True` starts over in an
+    output folder that holds an earlier run, replacing its files.
+    Under torchrun every process calls this; rank 0 writes the files.
+    """
+    if isinstance(config, dict):
+        config = load_config(values=config)
+    elif not isinstance(config, TrainConfig):
+        config = load_config(config)
+    owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    threads = torch.get_num_threads()
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    context = distributed.setup(config.train.device)
+    try:
+        with StopRequest() as stop:
+            return _Run(config, context, stop, resume=False if fresh else resume, fresh=fresh,
+                        progress_bar=progress_bar).run()
+    finally:
+        if owns_group:
+            distributed.teardown(context)
+        torch.set_num_threads(threads)
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, context: distributed.DistributedContext, stop: StopRequest, *,
+                 resume: bool | str | os.PathLike, fresh: bool, progress_bar: bool | None) -> None:
+        self.config = config
+        self.context = context
+        self.stop = stop
+        self.resume = resume
+        self.fresh = fresh
+        self.progress_bar = progress_bar
+        self.device = context.device
+        self.out_dir = config.out_dir
+        self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
+
+    # -- set-up --
+
+    def _resume_state(self) -> tuple[dict[str, Any] | None, Path | None]:
+        """Rank 0 reads the checkpoint (if any) and every rank gets it: no shared disk needed."""
+        path: Path | None = None
+        if self.resume is True and self.checkpoint_path.is_file():
+            path = self.checkpoint_path
+        elif self.resume not in (True, False, None):
+            path = Path(self.resume)
+
+        def read() -> dict[str, Any] | None:
+            if path is not None:
+                return load_checkpoint(path)
+            if self.fresh:
+                _clear_earlier_run(self.out_dir)
+            else:
+                _check_out_dir(self.out_dir)
+            return None
+
+        state = distributed.on_main(self.context, read)
+        return distributed.broadcast_object(self.context, state), path
+
+    def _prepare_data(self, scale: int, hr_patch: int):
+        """Rank 0 first: it downloads and fills the decoded cache; the others then find them there."""
+        from ..data.training import PatchSamples, prepare_training_images
+
+        data = self.config.data
+
+        def prepare():
+            pairs, what = training_pairs(self.config, scale, progress=self.context.is_main)
+            return prepare_training_images(pairs, scale, hr_patch, cache=data.cache,
+                                           cache_dir=data.cache_dir or None), what
+
+        prepared = distributed.on_main(self.context, prepare)
+        if not self.context.is_main:
+            prepared = prepare()
+        images, what = prepared
+        return PatchSamples(images, hr_patch, seed=self.config.train.seed, augment=data.augment), what
+
+    def run(self) -> TrainResult:
+        config, context = self.config, self.context
+        started = time.perf_counter()
+        preset = get_preset(config.model.preset)
+        args = {**preset.args, **config.model.args}
+        scale = int(args["scale"])
+        hr_patch = config.data.patch_size or preset.patch_size
+        if hr_patch % scale:
+            raise SisrError(f"data.patch_size {hr_patch} is not a multiple of the scale {scale}")
+        _check_precision(config.train.precision, self.device)
+        loss_fn = pixel_loss(config.train.loss)
+
+        seed = config.train.seed
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        model = build_model(preset.arch, args)
+        spec = model.sisr_spec
+        if config.model.init:
+            _load_init_weights(model, config.model.init, spec)
+
+        state, state_path = self._resume_state()
+        if state is not None:
+            check_same_network(state, spec, state_path)
+        samples, data_description = self._prepare_data(scale, hr_patch)
+        validation = None
+        if config.val.set:
+            validation = distributed.on_main(context, lambda: load_validation_set(
+                config.val.set, scale, limit=config.val.limit, root=config.data.root,
+                downgrade=config.data.downgrade, download=config.data.download))
+
+        model.to(self.device)
+        ema = WeightAverage(model, config.train.ema) if config.train.ema > 0 else None
+        optimizer = _optimizer(config, model.parameters())
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.optim.milestones), config.optim.gamma)
+        scaler = torch.amp.GradScaler("cuda") if config.train.precision == "fp16" else None
+
+        step, samples_seen = 0, 0
+        best_psnr: float | None = None
+        best_step: int | None = None
+        last_psnr: float | None = None
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            if ema is not None:
+                if state.get("ema") is not None:
+                    ema.load_state_dict(state["ema"])
+                else:
+                    ema = WeightAverage(model, config.train.ema)
+            restore_rng_state(state["rng"])
+            step, samples_seen = int(state["step"]), int(state["samples_seen"])
+            best_psnr, best_step = state["best"]["psnr"], state["best"]["step"]
+            last_psnr = state["best"].get("last_psnr")
+            saved_length = state["data"]["epoch_length"]
+            if saved_length != samples.epoch_length:
+                log.warning("the training set has %d images, the checkpoint's had %d: the sample order "
+                            "differs from the original run's from here on", samples.epoch_length, saved_length)
+        resumed_from = step if state is not None else None
+
+        train_model = distributed.wrap(model, context)
+        if config.train.compile:
+            train_model = torch.compile(train_model)
+        global_batch = config.data.batch_size * context.world_size
+        from ..data.training import patch_loader
+
+        loader = patch_loader(samples, config.data.batch_size, start_sample=samples_seen, rank=context.rank,
+                              world_size=context.world_size, workers=config.data.workers,
+                              pin_memory=self.device.type == "cuda")
+
+        if context.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_write(self.out_dir / CONFIG_NAME, "w", overwrite=True) as handle:
+                handle.write(config.to_toml())
+        run_log = RunLog(self.out_dir, enabled=context.is_main, total_steps=config.train.steps, start_step=step,
+                         progress_bar=self.progress_bar)
+        parameters = sum(p.numel() for p in model.parameters())
+        run_log.message(
+            f"training {config.model.preset} x{scale} ({parameters / 1e6:.2f}M parameters) on "
+            f"{samples.epoch_length} images: {data_description}; HR patch {hr_patch}, batch "
+            f"{config.data.batch_size} x {context.world_size} process(es) = {global_batch}, "
+            f"{config.train.steps} steps, {config.train.loss} loss, {config.train.precision}, device {self.device}; "
+            f"output in {self.out_dir}")
+        if resumed_from is not None:
+            run_log.message(f"resuming from step {resumed_from} ({state_path})")
+        run_log.record("start", step=step, resumed=resumed_from is not None, world_size=context.world_size,
+                       global_batch=global_batch, config=config.to_dict())
+
+        last_weights = best_weights = None
+        checkpoint_written: Path | None = self.checkpoint_path if state is not None else None
+        interrupted = False
+        session_start = time.perf_counter()
+
+        def write_checkpoint() -> None:
+            nonlocal checkpoint_written
+            if not context.is_main:
+                return
+            epoch, position = samples.locate(samples_seen)
+            save_checkpoint(self.checkpoint_path, {
+                "model_spec": spec,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "ema": ema.state_dict() if ema is not None else None,
+                "step": step,
+                "samples_seen": samples_seen,
+                "data": {"seed": samples.seed, "epoch": epoch, "position": position,
+                         "epoch_length": samples.epoch_length, "global_batch": global_batch},
+                "best": {"psnr": best_psnr, "step": best_step, "last_psnr": last_psnr},
+                "rng": capture_rng_state(),
+                "config": config.to_dict(),
+                "world_size": context.world_size,
+            })
+            checkpoint_written = self.checkpoint_path
+
+        def validate_and_save() -> None:
+            nonlocal best_psnr, best_step, last_psnr, last_weights, best_weights
+            if context.is_main:
+                final = ema.model if ema is not None else model
+                if validation is not None:
+                    last_psnr, seconds = evaluate(final, validation, self.device)
+                    if best_psnr is None or last_psnr > best_psnr:
+                        best_psnr, best_step = last_psnr, step
+                        best_weights = _save_weights(final, self.out_dir / BEST_NAME, config, step, last_psnr,
+                                                     validation)
+                    run_log.validation(step, last_psnr, best_psnr, best_step, validation.name, len(validation),
+                                       seconds)
+                last_weights = _save_weights(final, self.out_dir / LAST_NAME, config, step, last_psnr, validation)
+            distributed.barrier(context)
+
+        precision = config.train.precision
+        interval_loss = torch.zeros((), device=self.device)
+        interval_mse = torch.zeros((), device=self.device)
+        interval_steps, interval_start = 0, time.perf_counter()
+        batches: Iterator = iter(loader)
+        model.train()
+        try:
+            while step < config.train.steps:
+                if distributed.any_rank(context, self.stop.requested):
+                    interrupted = True
+                    break
+                lr_batch, hr_batch = next(batches)
+                lr_batch = lr_batch.to(self.device, non_blocking=True).float().div_(255)
+                hr_batch = hr_batch.to(self.device, non_blocking=True).float().div_(255)
+                with _autocast(precision, self.device):
+                    sr_batch = train_model(lr_batch)
+                sr_batch = sr_batch.float()
+                loss = loss_fn(sr_batch, hr_batch)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    if config.optim.grad_clip:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    if config.optim.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+                    optimizer.step()
+                scheduler.step()
+                if ema is not None:
+                    ema.update(model)
+                step += 1
+                samples_seen += global_batch
+                run_log.step_done()
+
+                with torch.no_grad():
+                    interval_loss += loss.detach()
+                    interval_mse += F.mse_loss(sr_batch.detach(), hr_batch)
+                interval_steps += 1
+                if step % config.train.log_every == 0 or step == config.train.steps:
+                    seconds = time.perf_counter() - interval_start
+                    mean_mse = float(interval_mse) / interval_steps
+                    run_log.interval(
+                        step, float(interval_loss) / interval_steps,
+                        10 * math.log10(1 / mean_mse) if mean_mse > 0 else float("inf"),
+                        optimizer.param_groups[0]["lr"], interval_steps / seconds,
+                        interval_steps * global_batch / seconds)
+                    interval_loss.zero_()
+                    interval_mse.zero_()
+                    interval_steps, interval_start = 0, time.perf_counter()
+                if step % config.val.every == 0 or step == config.train.steps:
+                    validate_and_save()
+                    interval_start = time.perf_counter()  # validation time is not training speed
+                if step % config.train.checkpoint_every == 0 or step == config.train.steps:
+                    write_checkpoint()
+        except KeyboardInterrupt:
+            run_log.close()
+            raise
+        finally:
+            del batches  # ends DataLoader workers
+        if interrupted:
+            run_log.message(f"stopping at step {step} ({self.stop.signal_name})")
+            write_checkpoint()
+            if context.is_main:
+                final = ema.model if ema is not None else model
+                last_weights = _save_weights(final, self.out_dir / LAST_NAME, config, step, last_psnr, validation)
+        elif context.is_main and step >= config.train.steps and last_weights is None:
+            # Already complete when this session began: nothing trained, the files are there.
+            last_weights = self.out_dir / LAST_NAME if (self.out_dir / LAST_NAME).exists() else None
+        if context.is_main and best_weights is None and (self.out_dir / BEST_NAME).exists():
+            best_weights = self.out_dir / BEST_NAME
+        final_model = (ema.model if ema is not None else model).eval()
+        result = TrainResult(
+            out_dir=self.out_dir, step=step, total_steps=config.train.steps, interrupted=interrupted,
+            resumed_from=resumed_from, best_psnr=best_psnr, best_step=best_step, last_psnr=last_psnr,
+            best_weights=best_weights, last_weights=last_weights, checkpoint=checkpoint_written,
+            log_file=run_log.path, elapsed_s=time.perf_counter() - session_start,
+            validation_set=validation.name if validation is not None else None, model=final_model,
+        )
+        run_log.record("end", step=step, interrupted=interrupted, best_psnr=best_psnr, best_step=best_step,
+                       last_psnr=last_psnr, elapsed_s=round(result.elapsed_s, 3),
+                       setup_s=round(session_start - started, 3))
+        run_log.end_progress()
+        run_log.message(result.summary())
+        run_log.close()
+        return result

@@ -1,0 +1,259 @@
+"""`sisr upscale`: files and folders in, the right files out, one clear line per problem."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sisr import create_model, save_model
+from sisr.cli import main
+from sisr.image_io import read_image, write_image
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("edsr-baseline-x2", num_blocks=1, num_filters=8)
+    return save_model(model, tmp_path_factory.mktemp("weights") / "tiny-x2.safetensors")
+
+
+def photo(height: int = 12, width: int = 15) -> np.ndarray:
+    rng = np.random.default_rng(height * 100 + width)
+    rows, columns = np.mgrid[0:height, 0:width]
+    smooth = np.stack([rows * 9, columns * 7, (rows + columns) * 5], axis=2) % 256
+    return np.clip(smooth + rng.integers(-20, 21, smooth.shape), 0, 255).astype(np.uint8)
+
+
+# name -> (array written, PIL mode expected back, bit depth expected back)
+MIXED = {
+    "rgb.png": (photo(), "RGB", 8),
+    "grey.png": (photo()[:, :, 0], "L", 8),
+    "rgba.png": (np.dstack([photo(), photo()[:, :, 1]]), "RGBA", 8),
+    "deep.png": (photo().astype(np.uint16) * 257, "RGB", 16),
+    "photo.jpg": (photo(), "RGB", 8),
+    "photo.webp": (photo(), "RGB", 8),
+    "photo.bmp": (photo(), "RGB", 8),
+    "photo.tif": (photo(), "RGB", 8),
+}
+
+
+def png_bit_depth(path) -> int:
+    return path.read_bytes()[24]
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    folder = tmp_path / "in"
+    for name, (array, _, _) in MIXED.items():
+        write_image(folder / name, array)
+    (folder / "notes.txt").write_text("not an image: skipped by the folder scan")
+    return folder
+
+
+def run_cli(capsys, *args) -> tuple[int, str]:
+    status = main(["upscale", *map(str, args)])
+    return status, capsys.readouterr().err
+
+
+def assert_one_error_line(err: str, *fragments: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("sisr upscale: error: ")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_a_folder_of_mixed_images(capsys, mixed_folder, tmp_path, weights):
+    out = tmp_path / "out"
+    status, err = run_cli(capsys, mixed_folder, "-o", out, "--model", weights)
+    assert status == 0, err
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(f"{n.rsplit('.', 1)[0]}-x2.{n.rsplit('.', 1)[1]}" for n in MIXED)
+    for name, (array, mode, depth) in MIXED.items():
+        stem, ext = name.rsplit(".", 1)
+        target = out / f"{stem}-x2.{ext}"
+        with Image.open(target) as image:
+            assert image.size == (2 * array.shape[1], 2 * array.shape[0]), name
+            if depth == 8:
+                assert image.mode == mode, name
+        result = read_image(target)
+        assert result.shape[:2] == (2 * array.shape[0], 2 * array.shape[1]), name
+        assert result.dtype == (np.uint16 if depth == 16 else np.uint8), name
+        assert result.ndim == array.ndim and (result.ndim == 2 or result.shape[2] == array.shape[2]), name
+    assert png_bit_depth(out / "deep-x2.png") == 16
+
+
+def test_one_file_to_a_named_output_picks_the_format_by_extension(capsys, tmp_path, weights):
+    source = tmp_path / "deep.png"
+    write_image(source, photo().astype(np.uint16) * 257)
+    status, err = run_cli(capsys, source, "-o", tmp_path / "big.tif", "--model", weights)
+    assert status == 0, err
+    tifffile = pytest.importorskip("tifffile")
+    assert tifffile.imread(tmp_path / "big.tif").dtype == np.uint16  # 16-bit in, 16-bit TIFF out
+    status, err = run_cli(capsys, source, "-o", tmp_path / "small.jpg", "--model", weights)
+    assert status == 0, err
+    with Image.open(tmp_path / "small.jpg") as image:
+        assert image.format == "JPEG" and image.mode == "RGB" and image.size == (30, 24)
+
+
+def test_format_option_and_output_folder_by_trailing_slash(capsys, tmp_path, weights):
+    source = tmp_path / "photo.jpg"
+    write_image(source, photo())
+    status, err = run_cli(capsys, source, "-o", f"{tmp_path / 'out'}/", "--model", weights, "--format", "png")
+    assert status == 0, err
+    with Image.open(tmp_path / "out" / "photo-x2.png") as image:
+        assert image.format == "PNG" and image.size == (30, 24)
+
+
+def test_bicubic_with_a_scale_tiled(capsys, tmp_path):
+    from sisr.imaging import matlab_imresize
+
+    source = tmp_path / "rgb.png"
+    write_image(source, photo())
+    status, err = run_cli(capsys, source, "-o", tmp_path / "x3.png", "--model", "bicubic", "--scale", "3",
+                          "--tile", "5", "--precision", "fp32", "--device", "cpu")
+    assert status == 0, err
+    result = read_image(tmp_path / "x3.png")
+    expected = np.floor(np.clip(matlab_imresize(photo() / 255.0, scale=3), 0, 1) * 255 + 0.5)
+    assert np.abs(result.astype(int) - expected).max() <= 1
+
+
+@pytest.mark.slow  # starts a Python process that imports torch
+def test_the_console_script_runs(mixed_folder, tmp_path, weights):
+    sisr = shutil.which("sisr")
+    if sisr is None:
+        pytest.skip("the `sisr` console script is not installed (pip install -e .)")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sisr, "upscale", str(mixed_folder / "rgb.png"), str(mixed_folder / "grey.png"), "-o", str(out),
+         "--model", str(weights), "--device", "cpu"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "upscaling 2 images x2" in done.stderr
+    assert f"wrote {out / 'grey-x2.png'} (30x24)" in done.stderr
+    assert read_image(out / "rgb-x2.png").shape == (24, 30, 3)
+
+
+# --- one clear line per problem -------------------------------------------------------------------
+
+
+def test_missing_input(capsys, tmp_path, weights):
+    status, err = run_cli(capsys, tmp_path / "nope.png", "-o", tmp_path / "out.png", "--model", weights)
+    assert status == 1
+    assert_one_error_line(err, "nope.png: no such file")
+
+
+def test_unreadable_input(capsys, tmp_path, weights):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n but then nothing an image decoder wants")
+    status, err = run_cli(capsys, bad, "-o", tmp_path / "out.png", "--model", weights)
+    assert status == 1
+    assert_one_error_line(err, "broken.png: not a readable image")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_image_too_small(capsys, tmp_path, weights):
+    tiny = tmp_path / "dot.png"
+    write_image(tiny, np.zeros((1, 1, 3), np.uint8))
+    status, err = run_cli(capsys, tiny, "-o", tmp_path / "out.png", "--model", weights)
+    assert status == 1
+    assert_one_error_line(err, "dot.png: 1x1 pixels is too small")
+
+
+def test_a_weight_file_that_is_not_one(capsys, tmp_path):
+    source = tmp_path / "rgb.png"
+    write_image(source, photo())
+    fake = tmp_path / "model.safetensors"
+    fake.write_text("these are not weights")
+    status, err = run_cli(capsys, source, "-o", tmp_path / "out.png", "--model", fake)
+    assert status == 1
+    assert_one_error_line(err, "model.safetensors")
+
+
+def test_scale_mismatch(capsys, tmp_path, weights):
+    source = tmp_path / "rgb.png"
+    write_image(source, photo())
+    status, err = run_cli(capsys, source, "-o", tmp_path / "out.png", "--model", weights, "--scale", "4")
+    assert status == 1
+    assert_one_error_line(err, "upscales x2, but x4 was asked for")
+
+
+def test_bicubic_needs_a_scale(capsys, tmp_path):
+    source = tmp_path / "rgb.png"
+    write_image(source, photo())
+    status, err = run_cli(capsys, source, "-o", tmp_path / "out.png", "--model", "bicubic")
+    assert status == 1
+    assert_one_error_line(err, "--model bicubic needs --scale")
+
+
+def test_fp16_on_the_cpu(capsys, tmp_path, weights):
+    source = tmp_path / "rgb.png"
+    write_image(source, photo())
+    status, err = run_cli(capsys, source, "-o", tmp_path / "out.png", "--model", weights,
+                          "--precision", "fp16", "--device", "cpu")
+    assert status == 1
+    assert_one_error_line(err, "fp16 needs a CUDA device; use bf16 on CPU")
+
+
+def test_existing_output_needs_overwrite(capsys, tmp_path, weights):
+    source = tmp_path / "rgb.png"
+    write_image(source, photo())
+    target = tmp_path / "out.png"
+    target.write_bytes(b"keep me")
+    status, err = run_cli(capsys, source, "-o", target, "--model", weights)
+    assert status == 1
+    assert_one_error_line(err, "out.png: already exists", "--overwrite")
+    assert target.read_bytes() == b"keep me"
+    status, err = run_cli(capsys, source, "-o", target, "--model", weights, "--overwrite")
+    assert status == 0, err
+    assert read_image(target).shape == (24, 30, 3)
+
+
+def test_unknown_output_extension(capsys, tmp_path, weights):
+    source = tmp_path / "rgb.png"
+    write_image(source, photo())
+    status, err = run_cli(capsys, source, "-o", tmp_path / "out.gif", "--model", weights)
+    assert status == 1
+    assert_one_error_line(err, "out.gif: unknown image format .gif")
+
+
+def test_one_bad_image_among_good_ones(capsys, tmp_path, weights):
+    folder = tmp_path / "in"
+    write_image(folder / "a.png", photo())
+    (folder / "b.png").write_bytes(b"not a png at all")
+    write_image(folder / "c.png", photo(9, 8))
+    write_image(folder / "d.png", np.zeros((1, 5), np.uint8))
+    out = tmp_path / "out"
+    status, err = run_cli(capsys, folder, "-o", out, "--model", weights)
+    assert status == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a-x2.png", "c-x2.png"]
+    assert read_image(out / "c-x2.png").shape == (18, 16, 3)
+    lines = err.strip().splitlines()
+    assert len(lines) == 3 and "Traceback" not in err
+    assert "b.png: not a readable image" in lines[0]
+    assert "d.png: 5x1 pixels is too small" in lines[1]
+    assert lines[2] == "sisr upscale: error: 2 of 4 images failed"
+
+
+def test_outputs_that_would_collide_are_refused_before_any_work(capsys, tmp_path, weights):
+    folder = tmp_path / "in"
+    write_image(folder / "same.png", photo())
+    write_image(folder / "same.bmp", photo())
+    status, err = run_cli(capsys, folder, "-o", tmp_path / "out", "--model", weights, "--format", "png")
+    assert status == 1
+    assert_one_error_line(err, "would both be written to")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_folder(capsys, tmp_path, weights):
+    (tmp_path / "empty").mkdir()
+    status, err = run_cli(capsys, tmp_path / "empty", "-o", tmp_path / "out", "--model", weights)
+    assert status == 1
+    assert_one_error_line(err, "empty: folder has no image files")

@@ -1,0 +1,132 @@
+"""`sisr evaluate` and `sisr.evaluate`: the papers' protocol, as records, tables, CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sisr.cli import main
+from sisr.errors import SisrError
+from sisr.evaluate import evaluate
+from sisr.image_io import read_image, write_image
+from sisr.imaging import matlab_imresize, psnr, ssim
+from sisr.models import create_model
+from sisr.weights import save_model
+
+# The EDSR paper's bicubic baseline (Y channel, border = scale), PSNR and SSIM.
+PUBLISHED_BICUBIC = {
+    ("Set5", 2): (33.66, 0.9299), ("Set5", 3): (30.39, 0.8682), ("Set5", 4): (28.42, 0.8104),
+    ("Set14", 2): (30.24, 0.8688), ("Set14", 3): (27.55, 0.7742), ("Set14", 4): (26.00, 0.7027),
+    ("BSD100", 2): (29.56, 0.8431), ("BSD100", 3): (27.21, 0.7385), ("BSD100", 4): (25.96, 0.6675),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bicubic_reproduces_the_published_table(benchmarks_dir: Path, scale: int, capsys) -> None:
+    status = main(["evaluate", "--model", "bicubic", "--dataset", "Set5", "--dataset", "Set14",
+                   "--dataset", "BSD100", "--scale", str(scale), "--data-root", str(benchmarks_dir),
+                   "--format", "json"])
+    assert status == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["dataset"] for r in records] == ["Set5", "Set14", "BSD100"]
+    for record in records:
+        expected_psnr, expected_ssim = PUBLISHED_BICUBIC[(record["dataset"], scale)]
+        assert record["metrics"]["psnr"] == pytest.approx(expected_psnr, abs=0.02), record["dataset"]
+        assert record["metrics"]["ssim"] == pytest.approx(expected_ssim, abs=0.001), record["dataset"]
+        assert len(record["images"]) == {"Set5": 5, "Set14": 14, "BSD100": 100}[record["dataset"]]
+
+
+def make_folder(root: Path, scale: int, count: int = 3) -> Path:
+    """A small benchmark folder in the `HR/` + `LR_bicubic/X<s>/` layout, from a real photo."""
+    from skimage import data
+
+    photo = data.astronaut()
+    for i in range(count):
+        hr = photo[i * 40: i * 40 + 64, i * 50: i * 50 + 72]
+        write_image(root / "HR" / f"img{i}.png", hr)
+        write_image(root / "LR_bicubic" / f"X{scale}" / f"img{i}.png", matlab_imresize(hr, scale=1 / scale))
+    write_image(root / "HR" / "gray.png", photo[100:164, 100:172, 1])
+    write_image(root / "LR_bicubic" / f"X{scale}" / "gray.png", matlab_imresize(photo[100:164, 100:172, 1], scale=1 / scale))
+    return root
+
+
+@pytest.fixture()
+def tiny_model(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    model = create_model("edsr-baseline-x2", num_blocks=1, num_filters=8)
+    return save_model(model, tmp_path / "tiny-x2.safetensors")
+
+
+def test_records_hold_per_image_values_computed_as_the_metrics_do(tmp_path: Path, tiny_model: Path) -> None:
+    folder = make_folder(tmp_path / "mini", 2)
+    records = evaluate([str(tiny_model), "bicubic"], [str(folder)], 2, save_images=tmp_path / "sr")
+    assert [r["model"] for r in records] == ["tiny-x2", "bicubic"]
+    for record in records:
+        assert record["scale"] == 2 and record["crop_border"] == 2 and record["y_channel"] is True
+        assert [image["name"] for image in record["images"]] == ["gray", "img0", "img1", "img2"]
+        for image in record["images"]:
+            sr = read_image(tmp_path / "sr" / record["model"] / "mini" / "x2" / f"{image['name']}.png")
+            hr = read_image(folder / "HR" / f"{image['name']}.png")
+            assert sr.shape == hr.shape  # grayscale in, grayscale out
+            assert image["psnr"] == pytest.approx(psnr(sr, hr, crop_border=2))
+            assert image["ssim"] == pytest.approx(ssim(sr, hr, crop_border=2))
+        assert record["metrics"]["psnr"] == pytest.approx(np.mean([i["psnr"] for i in record["images"]]))
+    # A random network is far worse than bicubic: the numbers mean something.
+    assert records[1]["metrics"]["psnr"] > records[0]["metrics"]["psnr"] + 5
+
+
+def test_rgb_and_crop_options_change_the_measurement(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "mini", 2)
+    y = evaluate("bicubic", str(folder), 2, metrics=["psnr"])[0]
+    rgb = evaluate("bicubic", str(folder), 2, metrics=["psnr"], y_channel=False, crop_border=0)[0]
+    assert rgb["crop_border"] == 0 and rgb["y_channel"] is False
+    assert set(rgb["metrics"]) == {"psnr"}
+    assert abs(rgb["metrics"]["psnr"] - y["metrics"]["psnr"]) > 0.1
+
+
+def test_self_ensemble_is_labelled_and_equals_mean_of_eight_passes(tmp_path: Path, tiny_model: Path) -> None:
+    folder = make_folder(tmp_path / "mini", 2, count=1)
+    plain, ensemble = (evaluate(str(tiny_model), str(folder), 2, self_ensemble=flag)[0] for flag in (False, True))
+    assert ensemble["model"] == "tiny-x2+"
+    assert ensemble["metrics"]["psnr"] != plain["metrics"]["psnr"]
+
+
+def test_table_csv_and_json_formats(tmp_path: Path, tiny_model: Path, capsys) -> None:
+    folder = make_folder(tmp_path / "mini", 2, count=1)
+    base = ["evaluate", "--model", "bicubic", "--model", str(tiny_model), "--dataset", str(folder), "--scale", "2"]
+    assert main(base) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["x2", "(PSNR", "/"] and table[0].split()[-1] == "mini"
+    assert table[2].startswith("bicubic") and table[3].startswith("tiny-x2")
+
+    assert main(base + ["--format", "csv", "--metric", "psnr"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {row["image"] for row in rows} == {"gray", "img0", "mean"}
+    assert set(rows[0]) == {"model", "dataset", "scale", "image", "psnr"}
+
+    out = tmp_path / "results.json"
+    assert main(base + ["--format", "json", "-o", str(out)]) == 0
+    assert [r["model"] for r in json.loads(out.read_text())] == ["bicubic", "tiny-x2"]
+    # An existing output is kept unless asked, and the refusal comes before any work.
+    assert main(base + ["--format", "json", "-o", str(out)]) == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path: Path, tiny_model: Path, capsys) -> None:
+    folder = make_folder(tmp_path / "mini", 2, count=1)
+    assert main(["evaluate", "--model", str(tiny_model), "--dataset", str(folder), "--scale", "4"]) == 1
+    assert "x2" in capsys.readouterr().err  # a x2 network asked for x4
+    assert main(["evaluate", "--model", "bicubic", "--dataset", "NoSuchSet", "--scale", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "NoSuchSet" in err and "Traceback" not in err
+    assert main(["evaluate", "--model", str(tmp_path / "missing.safetensors"), "--dataset", str(folder), "--scale", "2"]) == 1
+    assert "missing.safetensors" in capsys.readouterr().err
+    with pytest.raises(SisrError, match="unknown metric"):
+        evaluate("bicubic", str(folder), 2, metrics=["lpips"])

@@ -1,0 +1,117 @@
+"""Stopping and resuming gives the same weights, bit for bit, as never stopping (CPU).
+
+Every run here is a separate `sisr train` process, as a user would start it:
+a resumed run shares nothing with the first one but the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sisr.image_io import write_image
+from sisr.train import load_config, train
+
+RUN_CLI = "import sys; from sisr.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _write_config(tmp_path: Path) -> Path:
+    """WDSR (weight norm) with EMA, a mid-run learning-rate milestone, a worker process and the
+    disk cache: every piece of state a resume has to restore."""
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        hr = np.repeat(np.repeat(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8), 4, 0), 4, 1)
+        write_image(tmp_path / "hr" / f"{index}.png", hr)
+        write_image(tmp_path / "lr" / f"{index}x2.png", hr[::2, ::2])
+    config = load_config(values={
+        "model": {"preset": "wdsr-b-16-x2", "args": {"num_blocks": 1}},
+        "data": {"train": str(tmp_path / "hr"), "train_lr": str(tmp_path / "lr"), "patch_size": 16,
+                 "batch_size": 3, "workers": 1, "cache": "disk", "cache_dir": str(tmp_path / "cache")},
+        "val": {"set": ""},
+        "optim": {"milestones": [6]},
+        "train": {"ema": 0.9, "threads": 1, "log_every": 1},
+    })
+    path = tmp_path / "tiny.toml"
+    path.write_text(config.to_toml())
+    return path
+
+
+def _start(config: Path, out: Path, steps: int) -> subprocess.Popen:
+    command = [sys.executable, "-c", RUN_CLI, "train", str(config), "--out", str(out), "--steps", str(steps),
+               "--no-progress"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(process: subprocess.Popen, expected_rc: int = 0) -> str:
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == expected_rc, output
+    return output
+
+
+def _assert_same_state(first: Path, second: Path) -> None:
+    a, b = (torch.load(path / "checkpoint.pt", weights_only=True) for path in (first, second))
+    assert a["step"] == b["step"] and a["samples_seen"] == b["samples_seen"]
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key} differs"
+    for index, state in a["optimizer"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, b["optimizer"]["state"][index][key]), f"optimizer {index}.{key} differs"
+    assert a["scheduler"] == b["scheduler"]
+    assert a["optimizer"]["param_groups"][0]["lr"] == b["optimizer"]["param_groups"][0]["lr"]
+
+
+def _train_here(config: Path, out: Path, steps: int) -> None:
+    """A run in this process: the reference the separate processes are compared with."""
+    train(load_config(config, values={"train": {"out": str(out), "steps": steps}}), progress_bar=False)
+
+
+@pytest.mark.slow
+def test_half_then_resume_in_another_process_equals_uninterrupted(tmp_path):
+    config = _write_config(tmp_path)
+    whole, halves = tmp_path / "whole", tmp_path / "halves"
+    _train_here(config, halves, 4)
+    assert torch.load(halves / "checkpoint.pt", weights_only=True)["step"] == 4
+    second_half = _start(config, halves, 8)  # the same command with more steps continues
+    _train_here(config, whole, 8)
+    output = _finish(second_half)
+    assert "resuming from step 4" in output
+    _assert_same_state(whole, halves)
+    assert torch.load(whole / "checkpoint.pt", weights_only=True)["scheduler"]["last_epoch"] == 8
+    records = [json.loads(line) for line in (halves / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["event"] == "train"] == list(range(1, 9))
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_the_resumed_run_matches(tmp_path):
+    config = _write_config(tmp_path)
+    killed = tmp_path / "killed"
+    process = _start(config, killed, 100000)
+    log = killed / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if log.is_file() and any(json.loads(line).get("step", 0) >= 3 for line in log.read_text().splitlines()
+                                 if line.strip()):
+            break
+        assert process.poll() is None, process.communicate()[0]
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    output = _finish(process, expected_rc=130)
+    assert "SIGTERM received" in output and "run the same command again to continue" in output
+    stopped_at = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
+    assert 3 <= stopped_at < 100000
+
+    total = stopped_at + 3
+    resumed = _start(config, killed, total)
+    _train_here(config, tmp_path / "whole", total)
+    _finish(resumed)
+    _assert_same_state(tmp_path / "whole", killed)

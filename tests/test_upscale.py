@@ -1,0 +1,280 @@
+"""`upscale`: every kind of image in, the same kind out; precision and device choices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sisr import SisrError, create_model
+from sisr.inference import fold_weight_norm, prepare_model, upscale
+from sisr.models import WeightNormConv2d, build_model
+
+
+@pytest.fixture(scope="module")
+def network():
+    torch.manual_seed(0)
+    return create_model("edsr-baseline-x2", num_blocks=2)
+
+
+def photo(height: int = 20, width: int = 26) -> np.ndarray:
+    data = pytest.importorskip("skimage.data")
+    return np.ascontiguousarray(data.astronaut()[100 : 100 + height, 180 : 180 + width])
+
+
+def quantize(values: np.ndarray, maximum: int) -> np.ndarray:
+    """Round half up after clipping: the rule integer outputs follow."""
+    return np.floor(np.clip(values, 0.0, 1.0) * maximum + 0.5)
+
+
+def as_tensor(image: np.ndarray, maximum: float = 255) -> torch.Tensor:
+    planes = image[:, :, None] if image.ndim == 2 else image
+    return torch.from_numpy(planes.astype(np.float32) / maximum).permute(2, 0, 1)[None]
+
+
+def float_output(network, image: np.ndarray, maximum: float = 255) -> np.ndarray:
+    """The network's float output for an RGB image, HxWx3, as the reference for the integer kinds."""
+    return upscale(network, as_tensor(image, maximum), device="cpu")[0].permute(1, 2, 0).numpy()
+
+
+# --- kinds ----------------------------------------------------------------------------------------
+
+
+def test_rgb_uint8_is_the_rounded_float_output(network):
+    image = photo()
+    result = upscale(network, image, device="cpu")
+    assert result.dtype == np.uint8 and result.shape == (40, 52, 3)
+    np.testing.assert_array_equal(result, quantize(float_output(network, image), 255))
+
+
+def test_grey_goes_through_as_rgb_and_comes_back_as_the_mean(network):
+    grey = photo()[:, :, 1]
+    result = upscale(network, grey, device="cpu")
+    assert result.dtype == np.uint8 and result.shape == (40, 52)
+    rgb = float_output(network, np.dstack([grey] * 3))
+    expected = quantize(rgb.mean(axis=2), 255)
+    assert np.abs(result.astype(int) - expected).max() <= 1  # float32 mean vs float64 mean at .5 ties
+    assert (result != expected).mean() < 1e-3
+    column = upscale(network, grey[:, :, None], device="cpu")
+    assert column.shape == (40, 52, 1)
+    np.testing.assert_array_equal(column[:, :, 0], result)
+
+
+def test_rgba_colour_by_the_network_alpha_by_matlab_bicubic(network):
+    from sisr.imaging import matlab_imresize
+
+    image = photo()
+    # Random levels (a smooth ramp would put many outputs exactly on .5 ties), fully opaque
+    # with a transparent hole: bicubic overshoots beyond 0 and 1 around it, and must be clipped.
+    alpha = np.random.default_rng(0).integers(0, 256, (20, 26)).astype(np.uint8)
+    alpha[4:12, 4:14] = 255
+    alpha[6:10, 7:11] = 0
+    result = upscale(network, np.dstack([image, alpha]), device="cpu")
+    assert result.dtype == np.uint8 and result.shape == (40, 52, 4)
+    np.testing.assert_array_equal(result[:, :, :3], upscale(network, image, device="cpu"))
+    enlarged = matlab_imresize(alpha.astype(np.float64) / 255, scale=2)
+    assert enlarged.min() < 0 and enlarged.max() > 1  # the overshoot the clipping is for
+    expected_alpha = quantize(enlarged, 255)
+    assert np.abs(result[:, :, 3].astype(int) - expected_alpha).max() <= 1
+    assert (result[:, :, 3] != expected_alpha).mean() < 1e-3
+
+
+def test_rgba_alpha_tiled_equals_untiled(network):
+    rng = np.random.default_rng(0)
+    image = np.dstack([photo(), rng.integers(0, 256, (20, 26), dtype=np.uint8)])
+    whole = upscale(network, image, device="cpu")
+    tiled = upscale(network, image, tile=7, tile_batch=16, device="cpu")
+    assert np.abs(whole.astype(int) - tiled).max() <= 1
+
+
+def test_uint16_stays_16_bit(network):
+    image16 = photo().astype(np.uint16) * 257 + 100  # values that are not 8-bit levels
+    result = upscale(network, image16, device="cpu")
+    assert result.dtype == np.uint16 and result.shape == (40, 52, 3)
+    expected = quantize(float_output(network, image16, 65535), 65535)
+    assert np.abs(result.astype(np.int64) - expected).max() <= 1
+    assert len(np.unique(result % 257)) > 10  # finer steps than 8 bits can hold
+    grey16 = upscale(network, image16[:, :, 0], device="cpu")
+    assert grey16.dtype == np.uint16 and grey16.shape == (40, 52)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "I;16"])
+def test_pil_images_come_back_in_their_mode(network, mode):
+    image = photo()
+    arrays = {
+        "L": image[:, :, 0],
+        "LA": np.dstack([image[:, :, 0], image[:, :, 2]]),
+        "RGB": image,
+        "RGBA": np.dstack([image, image[:, :, 1]]),
+        "I;16": image[:, :, 0].astype(np.uint16) * 257,
+    }
+    pil = Image.fromarray(arrays[mode])
+    assert pil.mode == mode
+    result = upscale(network, pil, device="cpu")
+    assert isinstance(result, Image.Image)
+    assert result.mode == mode and result.size == (52, 40)
+    np.testing.assert_array_equal(np.asarray(result), upscale(network, arrays[mode], device="cpu"))
+
+
+def test_pil_modes_without_a_clear_round_trip_are_refused(network):
+    with pytest.raises(SisrError, match="mode 'P'.*convert"):
+        upscale(network, Image.new("P", (8, 8)), device="cpu")
+
+
+def test_tensor_batches_stay_float_tensors(network):
+    torch.manual_seed(1)
+    batch = torch.rand(3, 3, 10, 12)
+    result = upscale(network, batch, device="cpu")
+    assert isinstance(result, torch.Tensor)
+    assert result.dtype == torch.float32 and result.shape == (3, 3, 20, 24)
+    assert 0.0 <= result.min() and result.max() <= 1.0
+    # Each image of the batch is what it would be alone.
+    torch.testing.assert_close(result[1:2], upscale(network, batch[1:2], device="cpu"), rtol=0, atol=1e-5)
+    with torch.no_grad():
+        direct = network.eval()(batch).clamp(0, 1)
+    torch.testing.assert_close(result, direct, rtol=0, atol=1e-5)
+    assert upscale(network, batch.double(), device="cpu").dtype == torch.float64
+
+
+def test_tensor_grey_and_rgba_batches(network):
+    torch.manual_seed(2)
+    grey = upscale(network, torch.rand(2, 1, 6, 7), device="cpu")
+    rgba = upscale(network, torch.rand(2, 4, 6, 7), device="cpu")
+    assert grey.shape == (2, 1, 12, 14) and rgba.shape == (2, 4, 12, 14)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((8, 8, 3), np.float32), "uint8 or uint16"),
+        (np.zeros((8, 8, 5), np.uint8), "expected HxW"),
+        (torch.zeros(3, 8, 8), "NCHW"),
+        (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "float"),
+        ([[1, 2], [3, 4]], "cannot upscale a list"),
+    ],
+)
+def test_unsupported_inputs_are_named(network, bad, message):
+    with pytest.raises(SisrError, match=message):
+        upscale(network, bad, device="cpu")
+
+
+@pytest.mark.parametrize("shape", [(1, 9, 3), (9, 1), (0, 4, 3)])
+def test_too_small_images_are_errors_that_name_the_image(network, shape):
+    with pytest.raises(SisrError, match=rf"tiny.png: {shape[1]}x{shape[0]} pixels is too small"):
+        upscale(network, np.zeros(shape, np.uint8), device="cpu", name="tiny.png")
+
+
+def test_the_smallest_accepted_image(network):
+    assert upscale(network, np.zeros((2, 2, 3), np.uint8), device="cpu").shape == (4, 4, 3)
+
+
+# --- the bicubic model ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bicubic_model_is_matlab_imresize(scale):
+    from sisr.imaging import matlab_imresize
+
+    image = photo(15, 17)
+    bicubic = build_model("bicubic", {"scale": scale})
+    result = upscale(bicubic, image, device="cpu")
+    expected = quantize(matlab_imresize(image.astype(np.float64) / 255, scale=scale), 255)
+    assert result.shape == (15 * scale, 17 * scale, 3)
+    assert np.abs(result.astype(int) - expected).max() <= 1  # float32 vs float64 at .5 ties
+    assert (result != expected).mean() < 1e-3
+    tiled = upscale(bicubic, image, tile=4, device="cpu")
+    assert np.abs(tiled.astype(int) - result).max() <= 1
+
+
+# --- precision and device -------------------------------------------------------------------------
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse)) if mse else float("inf")
+
+
+def test_bf16_is_close_to_fp32(network):
+    image = photo(16, 16)
+    full = upscale(network, image, device="cpu")
+    reduced = upscale(network, image, precision="bf16", device="cpu")
+    assert reduced.dtype == np.uint8 and reduced.shape == full.shape
+    # bf16 keeps 8 significant bits: about 0.2 % relative error per layer, ~50 dB here.
+    # 40 dB (1 % RMS) is a sound floor; two different networks score ~20 dB, so the check can fail.
+    assert psnr(reduced, full) > 40
+    torch.manual_seed(5)
+    other = create_model("edsr-baseline-x2", num_blocks=2)
+    assert psnr(upscale(other, image, device="cpu"), full) < 35
+
+
+def test_fp16_on_the_cpu_is_refused(network):
+    with pytest.raises(SisrError, match="fp16 needs a CUDA device; use bf16 on CPU"):
+        upscale(network, photo(4, 4), precision="fp16", device="cpu")
+
+
+def test_unknown_precision_is_refused(network):
+    with pytest.raises(SisrError, match="precision 'int8'"):
+        upscale(network, photo(4, 4), precision="int8", device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_refused(network):
+    with pytest.raises(SisrError, match="no CUDA device"):
+        upscale(network, photo(4, 4), device="cuda")
+    with pytest.raises(SisrError, match="fp16 needs a CUDA device"):
+        upscale(network, photo(4, 4), precision="fp16")  # auto picks the CPU here
+
+
+def test_unknown_device_is_refused(network):
+    with pytest.raises(SisrError, match="device 'tpu'"):
+        upscale(network, photo(4, 4), device="tpu")
+
+
+# --- preparing the model --------------------------------------------------------------------------
+
+
+def test_folding_weight_norm_keeps_the_output_and_the_original():
+    torch.manual_seed(3)
+    model = create_model("wdsr-b-16-x2", num_blocks=2)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, WeightNormConv2d):
+                module.weight_g.mul_(1.5)  # g no longer equals ||v||, as after training
+    folded = fold_weight_norm(model)
+    assert not any(isinstance(m, WeightNormConv2d) for m in folded.modules())
+    assert any(isinstance(m, WeightNormConv2d) for m in model.modules())
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_upscale_leaves_the_callers_model_as_it_was(network):
+    network.train()
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    upscale(network, photo(6, 6), device="cpu")
+    assert network.training
+    assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())
+    network.eval()
+
+
+def test_a_prepared_model_is_used_as_it_is(network, monkeypatch):
+    prepared = prepare_model(network, "fp32", "cpu")
+    assert not prepared.training and not any(p.requires_grad for p in prepared.parameters())
+    expected = upscale(network, photo(), device="cpu")
+
+    import sisr.inference.precision as precision
+
+    def no_second_preparation(*args, **kwargs):
+        raise AssertionError("prepared again")
+
+    monkeypatch.setattr(precision, "prepare_model", no_second_preparation)
+    np.testing.assert_array_equal(upscale(prepared, photo(), device="cpu"), expected)
+    with pytest.raises(AssertionError, match="prepared again"):  # other settings need a new copy
+        upscale(prepared, photo(), precision="bf16", device="cpu")
+
+
+def test_progress_stays_quiet_off_a_terminal(network, capsys):
+    upscale(network, photo(), tile=8, progress=True, device="cpu")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
