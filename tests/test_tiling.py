@@ -11,6 +11,7 @@ from torch import nn
 
 from sisr import SisrError, create_model
 from sisr.inference import plan_tiles, receptive_field, split_axis, upscale
+from sisr.inference.ensemble import SelfEnsemble
 from sisr.models import build_model
 
 
@@ -72,6 +73,7 @@ SMALL_NETWORKS = {
     "srresnet-x4": lambda: create_model("srresnet-x4", num_blocks=1, num_filters=16),
     "msrresnet-x4": lambda: build_model("msrresnet", {"scale": 4, "num_blocks": 1, "num_filters": 16}),
     "bicubic-x3": lambda: build_model("bicubic", {"scale": 3}),
+    "self-ensemble-wdsr-x2": lambda: SelfEnsemble(create_model("wdsr-a-16-x2", num_blocks=1)),
 }
 
 

@@ -57,7 +57,7 @@ def evaluate(
     from .data.benchmarks import load_benchmark
     from .image_io import write_image
     from .imaging import psnr, ssim
-    from .inference import upscale
+    from .inference import prepare_model, upscale
     from .inference.ensemble import SelfEnsemble
     from .weights import resolve_model
 
@@ -78,6 +78,7 @@ def evaluate(
         model = model_name if isinstance(model_name, nn.Module) else resolve_model(model_name, scale)
         if self_ensemble:
             model = SelfEnsemble(model)
+        model = prepare_model(model, precision, device)  # once per model, not per image
         label = model_label(model_name) + ("+" if self_ensemble else "")
         for benchmark in sets:
             started = time.perf_counter()

@@ -281,6 +281,13 @@ def _rows_to_layout(rows: Any, image: Any, out_height: int, out_width: int) -> A
 
 
 class _NumpyBackend:
+    # OpenBLAS runs a product of up to 65536 * 4 multiply-adds on the calling
+    # thread and wakes its thread pool above that. These band products are
+    # memory-bound, so the pool cannot speed them up, and on a busy machine
+    # (data-loader workers, parallel jobs) waiting for its threads made each
+    # call up to 100x slower. Products are therefore split to stay below it.
+    products_per_call = 2**18
+
     def __init__(self, dtype: np.dtype) -> None:
         if dtype in _INTEGER_RANGES_NUMPY:
             self.work_dtype, self.integer_max = np.dtype(np.float64), _INTEGER_RANGES_NUMPY[dtype]
@@ -313,6 +320,8 @@ class _NumpyBackend:
 
 
 class _TorchBackend:
+    products_per_call = None  # one product per block: one kernel launch on a GPU
+
     def __init__(self, dtype: Any, device: Any) -> None:
         import torch
 
@@ -360,19 +369,27 @@ def _resize_axis(source: Any, destination: Any, plan: _AxisPlan, axis: int, back
     Block by block: a band of input rows/columns is converted to the working
     dtype, multiplied by its weight block, rounded for integer images, and
     written into `destination`, so no full-size float temporary is ever made.
+    The backend may split a product along the other axis (see
+    `_NumpyBackend.products_per_call`).
     """
+    across = source.shape[3 - axis]  # the axis that is not resized
     for block in plan.blocks:
         weights = backend.matrix(block.matrix)
-        if axis == 1:
-            values = weights @ backend.to_work(source[:, block.in_start : block.in_stop, :])
-        else:
-            values = backend.to_work(source[:, :, block.in_start : block.in_stop]) @ weights.T
-        if backend.integer_max is not None:
-            backend.round_and_clip_(values)
-        if axis == 1:
-            destination[:, block.out_start : block.out_stop, :] = values
-        else:
-            destination[:, :, block.out_start : block.out_stop] = values
+        inputs = slice(block.in_start, block.in_stop)
+        outputs = slice(block.out_start, block.out_stop)
+        step = max(1, backend.products_per_call // block.matrix.size) if backend.products_per_call else across
+        for start in range(0, across, step):
+            span = slice(start, start + step)
+            if axis == 1:
+                values = weights @ backend.to_work(source[:, inputs, span])
+            else:
+                values = backend.to_work(source[:, span, inputs]) @ weights.T
+            if backend.integer_max is not None:
+                backend.round_and_clip_(values)
+            if axis == 1:
+                destination[:, outputs, span] = values
+            else:
+                destination[:, span, outputs] = values
 
 
 def _output_length(in_length: int, scale: float) -> int:

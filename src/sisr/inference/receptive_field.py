@@ -79,7 +79,11 @@ def layer_chains(model: nn.Module) -> list[list[Layer]]:
     """The longest paths from input to output of the networks sisr knows."""
     from ..models import EDSR, WDSR, Bicubic, SRResNet
     from ..models.msrresnet import MSRResNet
+    from .ensemble import SelfEnsemble
 
+    if isinstance(model, SelfEnsemble):
+        # Flips and transposes of the input move no pixel farther from another: same field.
+        return layer_chains(model.model)
     if isinstance(model, (EDSR, SRResNet)):
         # head, body (blocks then a conv; the global skip is shorter), upsampler, tail: all in series.
         return [_convs_and_shuffles(model)]
