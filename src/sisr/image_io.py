@@ -1,7 +1,8 @@
 """Image files <-> numpy arrays, as stored: uint8 or uint16, HxW (gray), HxWx3 (RGB), HxWx4 (RGBA).
 
-Pillow reads and writes everything except 16-bit colour PNG, which it
-silently truncates to 8 bits; those go through pypng so 16-bit stays 16-bit.
+Pillow reads and writes everything except 16-bit colour PNG and TIFF, which
+it silently truncates to 8 bits; those go through pypng and tifffile so
+16-bit stays 16-bit.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ def _read_png16(path: Path) -> np.ndarray:
     return array[:, :, 0] if planes == 1 else array
 
 
+def _read_tiff16(path: Path) -> np.ndarray | None:
+    """A 16-bit TIFF as uint16 (HxW or HxWxC); None for other TIFFs, which Pillow reads well."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages[0]
+        if page.dtype != np.uint16:
+            return None
+        image = page.asarray()
+    if image.ndim == 3 and image.shape[0] in (3, 4) and image.shape[2] not in (3, 4):
+        image = np.moveaxis(image, 0, -1)  # planar storage
+    return image
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file; a missing or unreadable file is a SisrError that names it."""
     from PIL import Image, UnidentifiedImageError
@@ -45,6 +60,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         if _png_bit_depth(path) == 16:
             return _read_png16(path)
+        if path.suffix.lower() in (".tif", ".tiff"):
+            tiff = _read_tiff16(path)
+            if tiff is not None:
+                return tiff
         with Image.open(path) as image:
             image.load()
             if image.mode in ("I;16", "I;16B", "I;16L"):

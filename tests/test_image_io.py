@@ -1,0 +1,54 @@
+"""Image files round-trip as stored: bit depth, channels and alpha kept; errors name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sisr.errors import SisrError
+from sisr.image_io import read_image, write_image
+
+SHAPES = [(9, 11), (9, 11, 3), (9, 11, 4)]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_lossless_formats_round_trip_exactly(tmp_path: Path, suffix: str, shape: tuple, dtype) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, np.iinfo(dtype).max + 1, size=shape, dtype=dtype)
+    path = write_image(tmp_path / f"image{suffix}", image)
+    back = read_image(path)
+    assert back.dtype == dtype and back.shape == shape
+    np.testing.assert_array_equal(back, image)
+
+
+def test_sixteen_bit_to_an_eight_bit_format_is_scaled_not_truncated(tmp_path: Path) -> None:
+    image = np.array([[0, 257, 65535, 32896]], dtype=np.uint16)  # 0, 1, 255, 128 in 8 bits
+    back = read_image(write_image(tmp_path / "image.bmp", image))
+    np.testing.assert_array_equal(back, [[0, 1, 255, 128]])
+
+
+def test_existing_file_is_kept_unless_asked(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(SisrError, match="already exists"):
+        write_image(path, np.ones((4, 4), np.uint8))
+    assert read_image(path).max() == 0
+    write_image(path, np.ones((4, 4), np.uint8), overwrite=True)
+    assert read_image(path).max() == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]  # no temporary files left
+
+
+def test_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(SisrError, match="missing.png: no such file"):
+        read_image(tmp_path / "missing.png")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    with pytest.raises(SisrError, match="broken.png: not a readable image"):
+        read_image(broken)
+    with pytest.raises(SisrError, match="unknown image format"):
+        write_image(tmp_path / "x.xyz", np.zeros((2, 2), np.uint8))
+    with pytest.raises(SisrError, match="JPEG cannot hold an alpha channel"):
+        write_image(tmp_path / "x.jpg", np.zeros((2, 2, 4), np.uint8))
