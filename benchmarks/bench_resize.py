@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import PIL
@@ -101,7 +102,8 @@ def measure_speed(image: np.ndarray, repeats: int) -> list[dict]:
         for name, resize in resizers(image).items():
             if name == "OpenCV INTER_AREA" and scale > 1:
                 continue  # INTER_AREA is a shrinking method
-            rows.append({"method": name, "scale": scale, "seconds": median_seconds(lambda: resize(scale, size), repeats)})
+            seconds = median_seconds(functools.partial(resize, scale, size), repeats)
+            rows.append({"method": name, "scale": scale, "seconds": seconds})
     return rows
 
 
@@ -182,10 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     image, source = benchmark_image(benchmarks)
     info = machine()
     print(f"{info['cpu']}, {info['cores']} cores, {info['date']}")
-    print(f"numpy {info['numpy']}, torch {info['torch']} ({info['torch_threads']} threads), "
-          f"Pillow {info['pillow']}, OpenCV {info['opencv'] or 'not installed'}")
-    print(f"\nSpeed on a {image.shape[1]}x{image.shape[0]} RGB uint8 image ({source}), "
-          f"median of {args.repeats}:")
+    print(
+        f"numpy {info['numpy']}, torch {info['torch']} ({info['torch_threads']} threads), "
+        f"Pillow {info['pillow']}, OpenCV {info['opencv'] or 'not installed'}"
+    )
+    print(f"\nSpeed on a {image.shape[1]}x{image.shape[0]} RGB uint8 image ({source}), median of {args.repeats}:")
     speed = measure_speed(image, args.repeats)
     print(f"  {'method':<26}{'x1/4 (s)':>10}{'x4 (s)':>10}")
     for method in dict.fromkeys(row["method"] for row in speed):

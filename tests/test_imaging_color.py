@@ -97,6 +97,15 @@ def test_torch_matches_numpy_channels_first(dtype):
     assert rgb_to_y(tensor[0]).shape == (1, 6, 7)
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_torch_path_stays_on_the_device(dtype):
+    image = torch.empty((2, 3, 5, 6), dtype=dtype, device="meta")  # no data: a host trip would fail
+    for convert in (rgb_to_ycbcr, ycbcr_to_rgb):
+        out = convert(image)
+        assert out.device.type == "meta" and out.dtype == dtype and out.shape == image.shape
+    assert rgb_to_y(image).shape == (2, 1, 5, 6)
+
+
 @pytest.mark.parametrize(
     ("image", "message"),
     [

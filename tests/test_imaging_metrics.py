@@ -98,6 +98,12 @@ def test_ssim_of_rgb_without_y_is_the_mean_over_channels():
     assert ssim(sr, hr, crop_border=2, y_channel=False) == pytest.approx(np.mean(per_channel), abs=1e-12)
 
 
+def test_other_channel_counts_without_y_average_the_channels():
+    sr, hr = noisy_pair((24, 24, 4))
+    mse = np.mean((sr.astype(float) - hr) ** 2)
+    assert psnr(sr, hr, y_channel=False) == pytest.approx(10 * math.log10(255**2 / mse), abs=1e-12)
+
+
 def test_ssim_falls_with_noise():
     hr = RNG.integers(0, 256, (40, 40), dtype=np.uint8)
     values = [ssim(np.clip(hr + RNG.normal(0, sigma, hr.shape), 0, 255).astype(np.uint8), hr) for sigma in (2, 10, 40)]
@@ -131,9 +137,7 @@ def test_torch_channels_first_matches_numpy(as_float):
         sr_t, hr_t = sr_t.float() / 255, hr_t.float() / 255
     for metric in (psnr, ssim):
         for y_channel in (True, False):
-            np.testing.assert_allclose(
-                metric(sr_t, hr_t, 4, y_channel), metric(sr, hr, 4, y_channel), rtol=1e-12
-            )
+            np.testing.assert_allclose(metric(sr_t, hr_t, 4, y_channel), metric(sr, hr, 4, y_channel), rtol=1e-12)
     assert psnr(sr_t[0], hr_t[0]) == pytest.approx(psnr(sr[0], hr[0]), rel=1e-12)
 
 
@@ -153,7 +157,7 @@ def test_mismatched_shapes_name_both():
         (np.zeros((8, 8), np.uint8), torch.zeros(8, 8), {}, "sr is a ndarray but hr is a Tensor"),
         (np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), {"crop_border": 4}, "crop_border=4 leaves nothing"),
         (np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), {"crop_border": -1}, "crop_border=-1"),
-        (np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 4), np.uint8), {}, "4 channels"),
+        (np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 4), np.uint8), {}, "4 channels; Y needs 1 or 3"),
         (np.zeros((8, 8), np.int16), np.zeros((8, 8), np.int16), {}, "unsupported dtype int16"),
     ],
 )

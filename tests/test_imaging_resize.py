@@ -252,6 +252,16 @@ def test_torch_dtype_and_layout_are_kept(dtype):
     torch.testing.assert_close(out, torch.ones_like(out))
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_torch_path_stays_on_the_device(dtype):
+    # A 'meta' tensor has no data: any trip through the host (.numpy(), .item(), .cpu()) would fail.
+    image = torch.empty((2, 3, 20, 30), dtype=dtype, device="meta")
+    for scale in (0.5, 3):
+        out = matlab_imresize(image, scale=scale)
+        assert out.device.type == "meta" and out.dtype == dtype
+        assert out.shape == (2, 3, math.ceil(20 * scale), math.ceil(30 * scale))
+
+
 def test_torch_float_is_differentiable():
     image = torch.rand(1, 3, 12, 12, dtype=torch.float64, requires_grad=True)
     matlab_imresize(image, scale=0.5).sum().backward()

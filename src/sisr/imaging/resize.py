@@ -17,10 +17,12 @@ MATLAB's `contributions()` step by step:
   intermediate rounding is what makes the shared MATLAB-made LR images come out
   identical to the last bit.
 
-Weights are computed once per call with numpy (they are small: output length x
-a few taps) and turned into dense weight matrices for short bands of output
-pixels; each pass is then a handful of matrix products in the array's own
-library, so a CUDA tensor never leaves its device.
+Weights are computed with numpy (small: output length x a few taps; cached per
+size and scale) and cut into dense weight matrices for short bands of output
+pixels; each pass is then a series of small matrix products in the array's
+own library, so a CUDA tensor never leaves its device. For integer images the
+weights are snapped to a grid on which float64 arithmetic is exact, so numpy,
+torch and CUDA give the very same pixels whatever order they add in.
 """
 
 from __future__ import annotations
@@ -281,13 +283,6 @@ def _rows_to_layout(rows: Any, image: Any, out_height: int, out_width: int) -> A
 
 
 class _NumpyBackend:
-    # OpenBLAS runs a product of up to 65536 * 4 multiply-adds on the calling
-    # thread and wakes its thread pool above that. These band products are
-    # memory-bound, so the pool cannot speed them up, and on a busy machine
-    # (data-loader workers, parallel jobs) waiting for its threads made each
-    # call up to 100x slower. Products are therefore split to stay below it.
-    products_per_call = 2**18
-
     def __init__(self, dtype: np.dtype) -> None:
         if dtype in _INTEGER_RANGES_NUMPY:
             self.work_dtype, self.integer_max = np.dtype(np.float64), _INTEGER_RANGES_NUMPY[dtype]
@@ -299,6 +294,17 @@ class _NumpyBackend:
             raise SisrError(f"matlab_imresize: unsupported dtype {dtype} (use uint8, uint16 or a float type)")
         # Between the passes an integer image is stored as its own type, as in MATLAB.
         self.storage_dtype = dtype if self.integer_max is not None else self.work_dtype
+
+    def span(self, matrix_shape: tuple[int, int], across: int) -> int:
+        """Rows or columns per product: at most 2**18 multiply-adds.
+
+        OpenBLAS runs a product up to 65536 * 4 multiply-adds on the calling
+        thread and wakes its thread pool above that. These band products are
+        memory-bound, so the pool cannot speed them up, and on a busy machine
+        (data-loader workers, parallel jobs) waiting for its threads made each
+        call up to 100x slower.
+        """
+        return max(1, 2**18 // (matrix_shape[0] * matrix_shape[1]))
 
     def matrix(self, weights: np.ndarray) -> np.ndarray:
         return weights.astype(self.work_dtype, copy=False)
@@ -320,8 +326,6 @@ class _NumpyBackend:
 
 
 class _TorchBackend:
-    products_per_call = None  # one product per block: one kernel launch on a GPU
-
     def __init__(self, dtype: Any, device: Any) -> None:
         import torch
 
@@ -341,6 +345,14 @@ class _TorchBackend:
         self.storage_dtype = dtype if self.integer_max is not None else self.work_dtype
         self.device = device
         self.torch = torch
+
+    def span(self, matrix_shape: tuple[int, int], across: int) -> int:
+        """One product per block: one kernel launch on a GPU.
+
+        (Splitting like `_NumpyBackend.span` made torch's CPU path slower:
+        its thread pool is woken per operation whatever the size.)
+        """
+        return across
 
     def matrix(self, weights: np.ndarray) -> Any:
         return self.torch.tensor(weights, dtype=self.work_dtype, device=self.device)
@@ -369,15 +381,15 @@ def _resize_axis(source: Any, destination: Any, plan: _AxisPlan, axis: int, back
     Block by block: a band of input rows/columns is converted to the working
     dtype, multiplied by its weight block, rounded for integer images, and
     written into `destination`, so no full-size float temporary is ever made.
-    The backend may split a product along the other axis (see
-    `_NumpyBackend.products_per_call`).
+    On CPU a product is split along the other axis into spans small enough to
+    run on the calling thread (see `_NumpyBackend.span`).
     """
     across = source.shape[3 - axis]  # the axis that is not resized
     for block in plan.blocks:
         weights = backend.matrix(block.matrix)
         inputs = slice(block.in_start, block.in_stop)
         outputs = slice(block.out_start, block.out_stop)
-        step = max(1, backend.products_per_call // block.matrix.size) if backend.products_per_call else across
+        step = backend.span(block.matrix.shape, across)
         for start in range(0, across, step):
             span = slice(start, start + step)
             if axis == 1:
