@@ -176,6 +176,22 @@ def test_running_again_continues_and_longer_runs_extend(tmp_path):
     assert (longer.resumed_from, longer.step) == (6, 8)
 
 
+def test_div2k_from_the_data_root_trains_and_validates(tmp_path):
+    """DIV2K unpacked by hand under --data-root: used as it is, validation on its valid subset."""
+    root = tmp_path / "datasets"
+    for subset, numbers in (("train", (1, 2, 3)), ("valid", (801, 802))):
+        for number in numbers:
+            hr = _smooth_image(32, 40, number)
+            write_image(root / f"DIV2K_{subset}_HR" / f"{number:04d}.png", hr)
+            write_image(root / f"DIV2K_{subset}_LR_unknown" / "X2" / f"{number:04d}x2.png", hr[::2, ::2])
+    config = tiny_config(tmp_path, data={"train": "div2k", "downgrade": "unknown", "root": str(root),
+                                         "download": False}, val={"set": "DIV2K-valid", "limit": 0})
+    result = train(config, progress_bar=False)
+    assert result.validation_set == "DIV2K-valid (unknown)" and result.best_psnr > 0
+    start = _records(result.log_file)[0]
+    assert start["config"]["data"]["train"] == "div2k"
+
+
 def test_ema_weights_are_what_is_kept(tmp_path):
     result = train(tiny_config(tmp_path, train={"ema": 0.5}), progress_bar=False)
     state = torch.load(result.checkpoint, weights_only=True)
@@ -200,7 +216,46 @@ def test_bf16_autocast_gradient_clipping_and_progress_bar_on_cpu(tmp_path, capsy
     assert clipped == [0.01, 0.01]
 
 
+def test_scalars_go_to_tensorboard_when_it_is_installed(tmp_path, monkeypatch):
+    written = []
+
+    class RecordingWriter:
+        def add_scalar(self, tag, value, step):
+            written.append((tag, step))
+
+        def close(self):
+            written.append(("closed", None))
+
+    import sisr.train.logging as run_logging
+
+    monkeypatch.setattr(run_logging, "_tensorboard_writer", lambda folder: RecordingWriter())
+    train(tiny_config(tmp_path), progress_bar=False)
+    assert ("train/loss", 2) in written and ("train/lr", 6) in written and ("val/psnr", 3) in written
+    assert written[-1] == ("closed", None)
+
+
+def test_changed_options_on_resume_are_reported(tmp_path, caplog):
+    config = tiny_config(tmp_path, train={"steps": 2}, val={"set": ""})
+    train(config, progress_bar=False)
+    config["train"]["steps"] = 3
+    config["optim"] = {"lr": 5e-4}
+    with caplog.at_level("WARNING", logger="sisr"):
+        train(config, progress_bar=False)
+    assert "options changed since the checkpoint: optim.lr: 0.0001 -> 0.0005" in caplog.text
+    assert "train.steps" not in caplog.text
+
+
 # --- errors ------------------------------------------------------------------
+
+
+def test_initial_weights_of_another_scale_are_refused(tmp_path):
+    from sisr.models import create_model
+    from sisr.weights import save_model
+
+    x4 = save_model(create_model("edsr-baseline-x4", num_blocks=1, num_filters=8), tmp_path / "x4.safetensors")
+    with pytest.raises(SisrError, match=r"model.init .*x4.safetensors: a x4 network, but the model is x2 "
+                                         r"\(scale mismatch\)"):
+        train(tiny_config(tmp_path, model={"init": str(x4)}), progress_bar=False)
 
 
 def test_no_training_data(tmp_path):

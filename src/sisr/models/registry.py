@@ -37,7 +37,8 @@ class Preset:
     arch: str
     args: dict[str, Any]
     description: str
-    # Training defaults that belong to the network as the paper trained it.
+    # HR patch size for training: 96 as in the article (EDSR's paper used
+    # 48 LR pixels, i.e. 192 at x4; set train.patch_size for that).
     patch_size: int = 96
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -56,35 +57,31 @@ def register(preset: Preset) -> Preset:
     return preset
 
 
-def _hr_patch(scale: int, lr_patch: int) -> int:
-    return scale * lr_patch
-
-
 for _s in (2, 3, 4, 8):
     register(Preset(
         f"edsr-baseline-x{_s}", "edsr", {"scale": _s, "num_filters": 64, "num_blocks": 16, "res_scale": 1.0},
-        f"EDSR baseline, 16 blocks of 64 filters, x{_s}", patch_size=_hr_patch(_s, 48),
+        f"EDSR baseline, 16 blocks of 64 filters, x{_s}",
     ))
 for _s in (2, 3, 4):
     register(Preset(
         f"edsr-x{_s}", "edsr", {"scale": _s, "num_filters": 256, "num_blocks": 32, "res_scale": 0.1},
-        f"EDSR, 32 blocks of 256 filters, residual scaling 0.1, x{_s}", patch_size=_hr_patch(_s, 48),
+        f"EDSR, 32 blocks of 256 filters, residual scaling 0.1, x{_s}",
     ))
     for _n in (16, 32):
         register(Preset(
             f"wdsr-a-{_n}-x{_s}", "wdsr",
             {"scale": _s, "block": "a", "num_filters": 32, "num_blocks": _n, "expansion": 4},
-            f"WDSR-A, {_n} wide blocks, 32 filters, expansion 4, x{_s}", patch_size=_hr_patch(_s, 48),
+            f"WDSR-A, {_n} wide blocks, 32 filters, expansion 4, x{_s}",
         ))
         register(Preset(
             f"wdsr-b-{_n}-x{_s}", "wdsr",
             {"scale": _s, "block": "b", "num_filters": 32, "num_blocks": _n, "expansion": 6, "linear": 0.8},
-            f"WDSR-B, {_n} wide blocks, 32 filters, expansion 6, linear 0.8, x{_s}", patch_size=_hr_patch(_s, 48),
+            f"WDSR-B, {_n} wide blocks, 32 filters, expansion 6, linear 0.8, x{_s}",
         ))
 for _s in (2, 4):
     register(Preset(
         f"srresnet-x{_s}", "srresnet", {"scale": _s, "num_filters": 64, "num_blocks": 16},
-        f"SRResNet (SRGAN generator), 16 blocks with batch norm, x{_s}", patch_size=_hr_patch(_s, 24),
+        f"SRResNet (SRGAN generator), 16 blocks with batch norm, x{_s}",
     ))
 del _s, _n
 

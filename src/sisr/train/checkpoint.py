@@ -76,6 +76,9 @@ def check_same_network(state: dict[str, Any], spec: dict[str, Any], path: str | 
     """Refuse to resume a checkpoint of another architecture (or other arguments) with this network."""
     saved = state.get("model_spec", {})
     if saved.get("arch") != spec["arch"] or saved.get("args") != spec["args"]:
+        config = Path(path).parent / "config.toml"
+        hint = f"; `sisr train {config}` continues that run" if config.is_file() else ""
         raise SisrError(
             f"{path}: the checkpoint is of {saved.get('arch')} {saved.get('args')}, but the configuration "
-            f"builds {spec['arch']} {spec['args']}; use another --out folder, or --fresh to start over there")
+            f"builds {spec['arch']} {spec['args']}; use another --out folder, or --fresh to start over there"
+            f"{hint}")

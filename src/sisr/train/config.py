@@ -48,7 +48,7 @@ class DataSection:
     downgrade: str = "bicubic"  # DIV2K's LR images: "bicubic" or "unknown"
     root: str = ""  # where data sets are found and downloaded; "" = the sisr cache
     limit: int = 0  # use only the first N training images; 0 = all
-    patch_size: int = 0  # HR patch side in pixels; 0 = the preset's (48 LR pixels for EDSR/WDSR)
+    patch_size: int = 0  # HR patch side in pixels; 0 = the preset's (96)
     batch_size: int = 16  # patches per step PER PROCESS (global batch = this x world size)
     augment: bool = True  # random horizontal flips and quarter turns
     cache: str = "disk"  # decoded images: "disk" (memory-mapped .npy files) or "memory"

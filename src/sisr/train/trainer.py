@@ -19,8 +19,6 @@ import logging
 import math
 import os
 import random
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..data.training import patch_loader
 from ..errors import SisrError
 from ..files import atomic_write
 from ..losses import pixel_loss
@@ -41,6 +40,8 @@ from .checkpoint import (CHECKPOINT_NAME, capture_rng_state, check_same_network,
 from .config import TrainConfig, load_config
 from .ema import WeightAverage
 from .logging import RunLog
+from .optimization import WeightUpdate
+from .stopping import StopRequest
 from .validation import ValidationSet, evaluate, load_validation_set
 
 log = logging.getLogger("sisr")
@@ -48,6 +49,9 @@ log = logging.getLogger("sisr")
 BEST_NAME = "best.safetensors"
 LAST_NAME = "last.safetensors"
 CONFIG_NAME = "config.toml"
+# Options a resumed run may change without changing what is learnt: no warning for these.
+HARMLESS_CHANGES = ("train.steps", "train.out", "train.log_every", "train.checkpoint_every", "train.threads",
+                    "train.device", "val.", "data.workers", "data.cache", "data.root", "data.download")
 
 
 @dataclass
@@ -103,40 +107,6 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
-# --- stopping on signals -----------------------------------------------------
-
-
-class StopRequest:
-    """Ctrl-C or SIGTERM asks the loop to stop after the current step and save a checkpoint.
-
-    A second Ctrl-C stops at once (KeyboardInterrupt), without saving.
-    Handlers can only be installed from the main thread; elsewhere this does nothing.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signal_name = ""
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.signal_name = signal.Signals(signum).name
-        log.warning("%s received: stopping after this step and saving a checkpoint "
-                    "(Ctrl-C again to stop at once)", self.signal_name)
-
-    def __enter__(self) -> "StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
 # --- building the pieces -----------------------------------------------------
 
 
@@ -187,10 +157,86 @@ def _load_init_weights(model: nn.Module, path: str, spec: dict[str, Any]) -> Non
     load_state_dict_strict(model, tensors, f"model.init {path}")
 
 
-def _optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
-    optim = config.optim
-    kind = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
-    return kind(parameters, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay)
+def _forward(network: nn.Module, lr_batch: torch.Tensor, hr_batch: torch.Tensor, loss_fn: nn.Module,
+             precision: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint8 batches -> [0, 1] floats on the device -> output (under autocast) -> float32 loss."""
+    lr = lr_batch.to(device, non_blocking=True).float().div_(255)
+    hr = hr_batch.to(device, non_blocking=True).float().div_(255)
+    with _autocast(precision, device):
+        sr = network(lr)
+    sr = sr.float()
+    return loss_fn(sr, hr), sr, hr
+
+
+@dataclass
+class Progress:
+    """Where the run is: steps, samples consumed and the validation results; saved in checkpoints."""
+
+    step: int = 0
+    samples_seen: int = 0
+    best_psnr: float | None = None
+    best_step: int | None = None
+    last_psnr: float | None = None
+
+    def advance(self, global_batch: int) -> None:
+        self.step += 1
+        self.samples_seen += global_batch
+
+    def record_validation(self, psnr: float) -> bool:
+        """Note a validation result; True when it is the best so far."""
+        self.last_psnr = psnr
+        if self.best_psnr is None or psnr > self.best_psnr:
+            self.best_psnr, self.best_step = psnr, self.step
+            return True
+        return False
+
+    def state(self, samples, global_batch: int) -> dict[str, Any]:
+        epoch, position = samples.locate(self.samples_seen)
+        return {
+            "step": self.step,
+            "samples_seen": self.samples_seen,
+            # The order itself is a function of (seed, sample number); these say where in it the run is.
+            "data": {"seed": samples.seed, "epoch": epoch, "position": position,
+                     "epoch_length": samples.epoch_length, "global_batch": global_batch},
+            "best": {"psnr": self.best_psnr, "step": self.best_step, "last_psnr": self.last_psnr},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "Progress":
+        best = state["best"]
+        return cls(int(state["step"]), int(state["samples_seen"]), best["psnr"], best["step"], best.get("last_psnr"))
+
+
+class LossMeter:
+    """Mean loss and patch PSNR over a log interval, summed on the device (no sync every step)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.mse = torch.zeros((), device=device)
+        self.steps = 0
+        self.start = time.perf_counter()
+
+    @torch.no_grad()
+    def add(self, loss: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> None:
+        self.loss += loss.detach()
+        self.mse += F.mse_loss(sr.detach(), hr)
+        self.steps += 1
+
+    def restart_clock(self) -> None:
+        self.start = time.perf_counter()
+
+    def report(self, global_batch: int) -> dict[str, float]:
+        """The interval's means and speeds; starts the next interval."""
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        steps = max(self.steps, 1)
+        mse = float(self.mse) / steps
+        report = {"loss": float(self.loss) / steps, "psnr_rgb": 10 * math.log10(1 / mse) if mse > 0 else math.inf,
+                  "steps_per_s": steps / seconds, "patches_per_s": steps * global_batch / seconds}
+        self.loss.zero_()
+        self.mse.zero_()
+        self.steps = 0
+        self.restart_clock()
+        return report
 
 
 def _save_weights(model: nn.Module, path: Path, config: TrainConfig, step: int, psnr: float | None,
@@ -202,6 +248,18 @@ def _save_weights(model: nn.Module, path: Path, config: TrainConfig, step: int, 
         metadata["validation_psnr"] = f"{psnr:.4f}"
         metadata["validation_set"] = validation.name
     return save_model(model, path, metadata=metadata, overwrite=True)
+
+
+def changed_options(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """`key: old -> new` for every option that differs between two configuration dicts."""
+    changes = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict) and key != "args":
+            changes += changed_options(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changes.append(f"{prefix}{key}: {old!r} -> {new!r}")
+    return changes
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -244,9 +302,8 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool | str 
         torch.set_num_threads(config.train.threads)
     context = distributed.setup(config.train.device)
     try:
-        with StopRequest() as stop:
-            return _Run(config, context, stop, resume=False if fresh else resume, fresh=fresh,
-                        progress_bar=progress_bar).run()
+        return _Run(config, context, resume=False if fresh else resume, fresh=fresh,
+                    progress_bar=progress_bar).run()
     finally:
         if owns_group:
             distributed.teardown(context)
@@ -254,11 +311,12 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool | str 
 
 
 class _Run:
-    def __init__(self, config: TrainConfig, context: distributed.DistributedContext, stop: StopRequest, *,
+    def __init__(self, config: TrainConfig, context: distributed.DistributedContext, *,
                  resume: bool | str | os.PathLike, fresh: bool, progress_bar: bool | None) -> None:
         self.config = config
         self.context = context
-        self.stop = stop
+        # Installed for the loop only: during set-up (downloads, decoding) Ctrl-C stops at once.
+        self.stop = StopRequest()
         self.resume = resume
         self.fresh = fresh
         self.progress_bar = progress_bar
@@ -305,6 +363,17 @@ class _Run:
         images, what = prepared
         return PatchSamples(images, hr_patch, seed=self.config.train.seed, augment=data.augment), what
 
+    def _build_network(self, preset, args: dict[str, Any]) -> nn.Module:
+        """The network, initialised from the seed (every rank alike) or from `model.init`."""
+        seed = self.config.train.seed
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        model = build_model(preset.arch, args)
+        if self.config.model.init:
+            _load_init_weights(model, self.config.model.init, model.sisr_spec)
+        return model
+
     def run(self) -> TrainResult:
         config, context = self.config, self.context
         started = time.perf_counter()
@@ -316,15 +385,8 @@ class _Run:
             raise SisrError(f"data.patch_size {hr_patch} is not a multiple of the scale {scale}")
         _check_precision(config.train.precision, self.device)
         loss_fn = pixel_loss(config.train.loss)
-
-        seed = config.train.seed
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        model = build_model(preset.arch, args)
+        model = self._build_network(preset, args)
         spec = model.sisr_spec
-        if config.model.init:
-            _load_init_weights(model, config.model.init, spec)
 
         state, state_path = self._resume_state()
         if state is not None:
@@ -338,51 +400,35 @@ class _Run:
 
         model.to(self.device)
         ema = WeightAverage(model, config.train.ema) if config.train.ema > 0 else None
-        optimizer = _optimizer(config, model.parameters())
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.optim.milestones), config.optim.gamma)
-        scaler = torch.amp.GradScaler("cuda") if config.train.precision == "fp16" else None
-
-        step, samples_seen = 0, 0
-        best_psnr: float | None = None
-        best_step: int | None = None
-        last_psnr: float | None = None
+        update = WeightUpdate(config, model.parameters())
+        progress = Progress()
         if state is not None:
             model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
+            update.load_state_dict(state)
             if ema is not None:
+                ema = WeightAverage(model, config.train.ema)  # a checkpoint without EMA: start it here
                 if state.get("ema") is not None:
                     ema.load_state_dict(state["ema"])
-                else:
-                    ema = WeightAverage(model, config.train.ema)
             restore_rng_state(state["rng"])
-            step, samples_seen = int(state["step"]), int(state["samples_seen"])
-            best_psnr, best_step = state["best"]["psnr"], state["best"]["step"]
-            last_psnr = state["best"].get("last_psnr")
-            saved_length = state["data"]["epoch_length"]
-            if saved_length != samples.epoch_length:
-                log.warning("the training set has %d images, the checkpoint's had %d: the sample order "
-                            "differs from the original run's from here on", samples.epoch_length, saved_length)
-        resumed_from = step if state is not None else None
+            progress = Progress.from_state(state)
+            self._warn_about_changes(state, samples.epoch_length)
+        resumed_from = progress.step if state is not None else None
+        final = ema.model if ema is not None else model  # what is validated and saved
 
         train_model = distributed.wrap(model, context)
         if config.train.compile:
             train_model = torch.compile(train_model)
         global_batch = config.data.batch_size * context.world_size
-        from ..data.training import patch_loader
-
-        loader = patch_loader(samples, config.data.batch_size, start_sample=samples_seen, rank=context.rank,
-                              world_size=context.world_size, workers=config.data.workers,
+        loader = patch_loader(samples, config.data.batch_size, start_sample=progress.samples_seen,
+                              rank=context.rank, world_size=context.world_size, workers=config.data.workers,
                               pin_memory=self.device.type == "cuda")
 
         if context.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             with atomic_write(self.out_dir / CONFIG_NAME, "w", overwrite=True) as handle:
                 handle.write(config.to_toml())
-        run_log = RunLog(self.out_dir, enabled=context.is_main, total_steps=config.train.steps, start_step=step,
-                         progress_bar=self.progress_bar)
+        run_log = RunLog(self.out_dir, enabled=context.is_main, total_steps=config.train.steps,
+                         start_step=progress.step, progress_bar=self.progress_bar)
         parameters = sum(p.numel() for p in model.parameters())
         run_log.message(
             f"training {config.model.preset} x{scale} ({parameters / 1e6:.2f}M parameters) on "
@@ -392,138 +438,103 @@ class _Run:
             f"output in {self.out_dir}")
         if resumed_from is not None:
             run_log.message(f"resuming from step {resumed_from} ({state_path})")
-        run_log.record("start", step=step, resumed=resumed_from is not None, world_size=context.world_size,
-                       global_batch=global_batch, config=config.to_dict())
+        run_log.record("start", step=progress.step, resumed=resumed_from is not None,
+                       world_size=context.world_size, global_batch=global_batch, config=config.to_dict())
 
-        last_weights = best_weights = None
-        checkpoint_written: Path | None = self.checkpoint_path if state is not None else None
-        interrupted = False
-        session_start = time.perf_counter()
+        files = {"best": None, "last": None, "checkpoint": self.checkpoint_path if state is not None else None}
 
         def write_checkpoint() -> None:
-            nonlocal checkpoint_written
-            if not context.is_main:
-                return
-            epoch, position = samples.locate(samples_seen)
-            save_checkpoint(self.checkpoint_path, {
-                "model_spec": spec,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "ema": ema.state_dict() if ema is not None else None,
-                "step": step,
-                "samples_seen": samples_seen,
-                "data": {"seed": samples.seed, "epoch": epoch, "position": position,
-                         "epoch_length": samples.epoch_length, "global_batch": global_batch},
-                "best": {"psnr": best_psnr, "step": best_step, "last_psnr": last_psnr},
-                "rng": capture_rng_state(),
-                "config": config.to_dict(),
-                "world_size": context.world_size,
-            })
-            checkpoint_written = self.checkpoint_path
+            if context.is_main:
+                save_checkpoint(self.checkpoint_path, {
+                    "model_spec": spec,
+                    "model": model.state_dict(),
+                    **update.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    **progress.state(samples, global_batch),
+                    "rng": capture_rng_state(),
+                    "config": config.to_dict(),
+                    "world_size": context.world_size,
+                })
+                files["checkpoint"] = self.checkpoint_path
 
         def validate_and_save() -> None:
-            nonlocal best_psnr, best_step, last_psnr, last_weights, best_weights
             if context.is_main:
-                final = ema.model if ema is not None else model
                 if validation is not None:
-                    last_psnr, seconds = evaluate(final, validation, self.device)
-                    if best_psnr is None or last_psnr > best_psnr:
-                        best_psnr, best_step = last_psnr, step
-                        best_weights = _save_weights(final, self.out_dir / BEST_NAME, config, step, last_psnr,
-                                                     validation)
-                    run_log.validation(step, last_psnr, best_psnr, best_step, validation.name, len(validation),
-                                       seconds)
-                last_weights = _save_weights(final, self.out_dir / LAST_NAME, config, step, last_psnr, validation)
+                    psnr, seconds = evaluate(final, validation, self.device)
+                    if progress.record_validation(psnr):
+                        files["best"] = _save_weights(final, self.out_dir / BEST_NAME, config, progress.step, psnr,
+                                                      validation)
+                    run_log.validation(progress.step, psnr, progress.best_psnr, progress.best_step,
+                                       validation.name, len(validation), seconds)
+                files["last"] = _save_weights(final, self.out_dir / LAST_NAME, config, progress.step,
+                                              progress.last_psnr, validation)
             distributed.barrier(context)
 
-        precision = config.train.precision
-        interval_loss = torch.zeros((), device=self.device)
-        interval_mse = torch.zeros((), device=self.device)
-        interval_steps, interval_start = 0, time.perf_counter()
+        session_start = time.perf_counter()
+        meter = LossMeter(self.device)
+        interrupted = False
         batches: Iterator = iter(loader)
         model.train()
-        try:
-            while step < config.train.steps:
-                if distributed.any_rank(context, self.stop.requested):
-                    interrupted = True
-                    break
-                lr_batch, hr_batch = next(batches)
-                lr_batch = lr_batch.to(self.device, non_blocking=True).float().div_(255)
-                hr_batch = hr_batch.to(self.device, non_blocking=True).float().div_(255)
-                with _autocast(precision, self.device):
-                    sr_batch = train_model(lr_batch)
-                sr_batch = sr_batch.float()
-                loss = loss_fn(sr_batch, hr_batch)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    if config.optim.grad_clip:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    if config.optim.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-                    optimizer.step()
-                scheduler.step()
-                if ema is not None:
-                    ema.update(model)
-                step += 1
-                samples_seen += global_batch
-                run_log.step_done()
-
-                with torch.no_grad():
-                    interval_loss += loss.detach()
-                    interval_mse += F.mse_loss(sr_batch.detach(), hr_batch)
-                interval_steps += 1
-                if step % config.train.log_every == 0 or step == config.train.steps:
-                    seconds = time.perf_counter() - interval_start
-                    mean_mse = float(interval_mse) / interval_steps
-                    run_log.interval(
-                        step, float(interval_loss) / interval_steps,
-                        10 * math.log10(1 / mean_mse) if mean_mse > 0 else float("inf"),
-                        optimizer.param_groups[0]["lr"], interval_steps / seconds,
-                        interval_steps * global_batch / seconds)
-                    interval_loss.zero_()
-                    interval_mse.zero_()
-                    interval_steps, interval_start = 0, time.perf_counter()
-                if step % config.val.every == 0 or step == config.train.steps:
-                    validate_and_save()
-                    interval_start = time.perf_counter()  # validation time is not training speed
-                if step % config.train.checkpoint_every == 0 or step == config.train.steps:
-                    write_checkpoint()
-        except KeyboardInterrupt:
-            run_log.close()
-            raise
-        finally:
-            del batches  # ends DataLoader workers
+        with self.stop:
+            try:
+                while progress.step < config.train.steps:
+                    if distributed.any_rank(context, self.stop.requested):
+                        interrupted = True
+                        break
+                    lr_batch, hr_batch = next(batches)
+                    loss, sr_batch, hr_batch = _forward(train_model, lr_batch, hr_batch, loss_fn,
+                                                        config.train.precision, self.device)
+                    update.apply(loss)
+                    if ema is not None:
+                        ema.update(model)
+                    progress.advance(global_batch)
+                    meter.add(loss, sr_batch, hr_batch)
+                    run_log.step_done()
+                    step = progress.step
+                    if step % config.train.log_every == 0 or step == config.train.steps:
+                        run_log.interval(step, **meter.report(global_batch), lr=update.learning_rate)
+                    if step % config.val.every == 0 or step == config.train.steps:
+                        validate_and_save()
+                        meter.restart_clock()  # validation time is not training speed
+                    if step % config.train.checkpoint_every == 0 or step == config.train.steps:
+                        write_checkpoint()
+            except KeyboardInterrupt:
+                run_log.close()
+                raise
+            finally:
+                del batches  # ends DataLoader workers
         if interrupted:
-            run_log.message(f"stopping at step {step} ({self.stop.signal_name})")
+            run_log.message(f"stopping at step {progress.step} ({self.stop.signal_name})")
             write_checkpoint()
             if context.is_main:
-                final = ema.model if ema is not None else model
-                last_weights = _save_weights(final, self.out_dir / LAST_NAME, config, step, last_psnr, validation)
-        elif context.is_main and step >= config.train.steps and last_weights is None:
-            # Already complete when this session began: nothing trained, the files are there.
-            last_weights = self.out_dir / LAST_NAME if (self.out_dir / LAST_NAME).exists() else None
-        if context.is_main and best_weights is None and (self.out_dir / BEST_NAME).exists():
-            best_weights = self.out_dir / BEST_NAME
-        final_model = (ema.model if ema is not None else model).eval()
+                files["last"] = _save_weights(final, self.out_dir / LAST_NAME, config, progress.step,
+                                              progress.last_psnr, validation)
+        for key, name in (("best", BEST_NAME), ("last", LAST_NAME)):
+            if context.is_main and files[key] is None and (self.out_dir / name).exists():
+                files[key] = self.out_dir / name  # written by an earlier session of this run
         result = TrainResult(
-            out_dir=self.out_dir, step=step, total_steps=config.train.steps, interrupted=interrupted,
-            resumed_from=resumed_from, best_psnr=best_psnr, best_step=best_step, last_psnr=last_psnr,
-            best_weights=best_weights, last_weights=last_weights, checkpoint=checkpoint_written,
-            log_file=run_log.path, elapsed_s=time.perf_counter() - session_start,
-            validation_set=validation.name if validation is not None else None, model=final_model,
+            out_dir=self.out_dir, step=progress.step, total_steps=config.train.steps, interrupted=interrupted,
+            resumed_from=resumed_from, best_psnr=progress.best_psnr, best_step=progress.best_step,
+            last_psnr=progress.last_psnr, best_weights=files["best"], last_weights=files["last"],
+            checkpoint=files["checkpoint"], log_file=run_log.path, elapsed_s=time.perf_counter() - session_start,
+            validation_set=validation.name if validation is not None else None, model=final.eval(),
         )
-        run_log.record("end", step=step, interrupted=interrupted, best_psnr=best_psnr, best_step=best_step,
-                       last_psnr=last_psnr, elapsed_s=round(result.elapsed_s, 3),
-                       setup_s=round(session_start - started, 3))
+        run_log.record("end", step=progress.step, interrupted=interrupted, best_psnr=progress.best_psnr,
+                       best_step=progress.best_step, last_psnr=progress.last_psnr,
+                       elapsed_s=round(result.elapsed_s, 3), setup_s=round(session_start - started, 3))
         run_log.end_progress()
         run_log.message(result.summary())
         run_log.close()
         return result
+
+    def _warn_about_changes(self, state: dict[str, Any], epoch_length: int) -> None:
+        if not self.context.is_main:
+            return
+        changes = [change for change in changed_options(state.get("config", {}), self.config.to_dict())
+                   if not change.startswith(HARMLESS_CHANGES)]
+        if changes:
+            log.warning("options changed since the checkpoint: %s. The optimizer and learning-rate "
+                        "schedule continue from the checkpoint's state", "; ".join(changes))
+        if state["data"]["epoch_length"] != epoch_length:
+            log.warning("the training set has %d images, the checkpoint's had %d: the sample order "
+                        "differs from the original run's from here on", epoch_length, state["data"]["epoch_length"])
