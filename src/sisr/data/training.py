@@ -269,7 +269,8 @@ def _check_sizes(pair: TrainingPair, hr_shape: Sequence[int], lr_shape: Sequence
     elif min(lr_shape[:2]) < lr_patch:
         problems.append(
             f"{pair.hr_path}: {hr_shape[1]}x{hr_shape[0]} is smaller than one training patch "
-            f"({lr_patch * scale}x{lr_patch * scale} HR, {lr_patch}x{lr_patch} LR at x{scale})")
+            f"({lr_patch * scale}x{lr_patch * scale} HR, {lr_patch}x{lr_patch} LR at x{scale}): "
+            f"leave it out or use --patch-size {min(lr_shape[:2]) * scale} or less")
     return problems
 
 
