@@ -15,7 +15,7 @@ import numpy as np
 from .errors import SisrError
 from .files import atomic_path, check_writable
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -87,6 +87,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise SisrError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """16-bit levels scaled (not truncated) to 8-bit ones; 8-bit images pass through."""
+    if image.dtype == np.uint16:
+        return ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return image
+
+
 def _write_png16(path: Path, array: np.ndarray) -> None:
     import png
 
@@ -104,14 +111,13 @@ def write_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = Fa
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
-        raise SisrError(f"{path}: unknown image format {suffix or '(no extension)'}; use one of {', '.join(sorted(IMAGE_SUFFIXES))}")
+        raise SisrError(f"{path}: unknown image format {suffix or '(no extension)'}; use one of {', '.join(IMAGE_SUFFIXES)}")
     check_writable(path, overwrite)
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
-        image = (image.astype(np.uint32) * 255 + 32767) // 65535  # these formats are 8-bit only
-        image = image.astype(np.uint8)
+        image = to_uint8(image)  # these formats are 8-bit only
     if image.dtype not in (np.uint8, np.uint16):
         raise SisrError(f"{path}: images are written from uint8 or uint16 arrays, not {image.dtype}")
     with atomic_path(path, overwrite=overwrite) as tmp:

@@ -28,14 +28,15 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+
+from .. import image_io
 from ..errors import SisrError
+from ..image_io import IMAGE_SUFFIXES, to_uint8
 from .download import Resource, cache_dir, fetch_and_extract
 
 log = logging.getLogger("sisr")
 
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".webp")
 
 # The EDSR authors' package of Set5, Set14, B100 and Urban100 (HR plus
 # MATLAB-bicubic LR x2/x3/x4) under `benchmark/<set>/`. Its sha256 (an archive
@@ -231,15 +232,13 @@ def crop_to_multiple(image: np.ndarray, scale: int, path: Path | None = None) ->
 def read_image(path: Path) -> np.ndarray:
     """Read an 8-bit image: RGB as HxWx3, grayscale as HxW, both uint8.
 
-    Palette images become RGB, alpha is dropped (test sets are opaque) and
-    16-bit grayscale is rounded to 8 bits.
+    Alpha is dropped (test sets are opaque) and 16-bit images are scaled to
+    8 bits, the depth every published benchmark number was measured at.
     """
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return _to_uint8_array(image, path)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise SisrError(f"{path}: cannot read image ({error})") from None
+    image = to_uint8(image_io.read_image(path))
+    if image.ndim == 3 and image.shape[2] in (1, 2):
+        return image[:, :, 0]
+    return image[:, :, :3] if image.ndim == 3 else image
 
 
 # --- helpers -----------------------------------------------------------------
@@ -301,31 +300,9 @@ def _find_lr(hr_path: Path, lr_dir: Path, scale: int) -> Path:
 def _downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     # Imported here so that listing and reading sets works without the
     # resampling code (and its import cost) until an LR image must be made.
-    from ..imaging import matlab_imresize
+    from ..imaging import bicubic_downgrade
 
-    expected = (hr.shape[0] // scale, hr.shape[1] // scale)
-    lr = matlab_imresize(hr[:, :, None] if hr.ndim == 2 else hr, scale=1 / scale)
-    lr = lr[:, :, 0] if hr.ndim == 2 else lr
-    if lr.shape[:2] != expected:
-        raise SisrError(f"matlab_imresize made {lr.shape[1]}x{lr.shape[0]} from "
-                        f"{hr.shape[1]}x{hr.shape[0]} at x{scale}, expected {expected[1]}x{expected[0]}")
-    return lr
-
-
-def _to_uint8_array(image: Image.Image, path: Path) -> np.ndarray:
-    mode = image.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        wide = np.asarray(image, dtype=np.float64)
-        return np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
-    if mode in ("1", "L", "LA", "La"):
-        image = image.convert("L")
-    elif mode == "P":
-        image = image.convert("RGB")
-    elif mode in ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"):
-        image = image.convert("RGB")
-    else:
-        raise SisrError(f"{path}: image mode {mode} is not an 8-bit grayscale or colour image")
-    return np.asarray(image, dtype=np.uint8).copy()
+    return bicubic_downgrade(hr, scale)[1]
 
 
 def _describe_channels(image: np.ndarray) -> str:

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import SisrError
 from ..files import atomic_path
-from ..image_io import IMAGE_SUFFIXES, read_image
+from ..image_io import IMAGE_SUFFIXES, read_image, to_uint8
 
 log = logging.getLogger("sisr")
 
@@ -147,8 +147,7 @@ def raise_problems(problems: Sequence[str], what: str) -> None:
 
 def as_rgb8(image: np.ndarray) -> np.ndarray:
     """HxWx3 uint8: gray is repeated, alpha dropped, 16-bit rounded to 8 (the networks are RGB, 8-bit)."""
-    if image.dtype == np.uint16:
-        image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    image = to_uint8(image)
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     elif image.shape[2] == 4:
@@ -160,10 +159,9 @@ def as_rgb8(image: np.ndarray) -> np.ndarray:
 
 def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     """The standard degradation: MATLAB bicubic of HR cropped at the top-left to a multiple of `scale`."""
-    from ..imaging import matlab_imresize
+    from ..imaging import bicubic_downgrade
 
-    height, width = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
-    return matlab_imresize(np.ascontiguousarray(hr[:height, :width]), scale=1 / scale)
+    return bicubic_downgrade(hr, scale)[1]
 
 
 def _file_key(path: Path) -> str:

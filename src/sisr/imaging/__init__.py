@@ -7,6 +7,6 @@ any device) and answers in the same kind, layout and device.
 
 from sisr.imaging.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from sisr.imaging.metrics import psnr, ssim
-from sisr.imaging.resize import matlab_imresize
+from sisr.imaging.resize import bicubic_downgrade, matlab_imresize
 
-__all__ = ["matlab_imresize", "psnr", "rgb_to_y", "rgb_to_ycbcr", "ssim", "ycbcr_to_rgb"]
+__all__ = ["bicubic_downgrade", "matlab_imresize", "psnr", "rgb_to_y", "rgb_to_ycbcr", "ssim", "ycbcr_to_rgb"]

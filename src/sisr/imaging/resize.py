@@ -488,3 +488,21 @@ def matlab_imresize(
         _resize_axis(source, destination, plan, axis, backend)
         source = destination
     return _rows_to_layout(result, image, out_height, out_width)
+
+
+def bicubic_downgrade(hr: Any, scale: int) -> tuple[Any, Any]:
+    """The known downgrade of DIV2K and the benchmark sets: (HR cropped, LR).
+
+    HR is cropped at the top-left to a multiple of `scale`, then shrunk with
+    MATLAB's bicubic `imresize`; this is how the published LR images were made.
+    numpy images are HxW or HxWxC; tensors ...xHxW.
+    """
+    channels_last = not _is_torch(hr) and hr.ndim == 3
+    height_axis = -3 if channels_last else -2
+    height, width = hr.shape[height_axis] // scale * scale, hr.shape[height_axis + 1] // scale * scale
+    if height == 0 or width == 0:
+        from ..errors import SisrError
+
+        raise SisrError(f"an image of {hr.shape[height_axis + 1]}x{hr.shape[height_axis]} is smaller than the scale x{scale}")
+    hr = hr[..., :height, :width, :] if channels_last else hr[..., :height, :width]
+    return hr, matlab_imresize(hr, scale=1 / scale)
