@@ -52,3 +52,14 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
         write_image(tmp_path / "x.xyz", np.zeros((2, 2), np.uint8))
     with pytest.raises(SisrError, match="JPEG cannot hold an alpha channel"):
         write_image(tmp_path / "x.jpg", np.zeros((2, 2, 4), np.uint8))
+
+
+def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = write_image(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0o600

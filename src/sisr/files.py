@@ -19,6 +19,13 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
+def _default_mode() -> int:
+    """The permissions a plainly created file gets (0o666 less the umask); mkstemp gives 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", overwrite: bool = True) -> Iterator[IO]:
     """Open a temporary file beside `path`; rename it over `path` only on success.
@@ -33,6 +40,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", overwrite: bool = Tr
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -53,6 +61,7 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
