@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -19,8 +20,12 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=1)
 def _default_mode() -> int:
-    """The permissions a plainly created file gets (0o666 less the umask); mkstemp gives 0o600."""
+    """The permissions a plainly created file gets (0o666 less the umask); mkstemp gives 0o600.
+
+    Read once: os.umask can only be read by setting it, which other threads could see.
+    """
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
