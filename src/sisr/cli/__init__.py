@@ -14,7 +14,7 @@ import sys
 
 from ..errors import SisrError
 
-COMMANDS = ["models", "sample", "upscale", "evaluate", "compare", "convert", "export", "download", "train", "plot"]
+COMMANDS = ["models", "sample", "upscale", "evaluate", "compare", "convert", "export", "download", "train", "finetune", "plot"]
 
 
 def build_parser() -> argparse.ArgumentParser:
