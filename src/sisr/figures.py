@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
 import numpy as np
 
 from .errors import SisrError
+from .image_io import to_rgb8
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFont
@@ -340,177 +341,11 @@ def compose_comparison(
     return figure
 
 
-def as_rgb8(image: np.ndarray) -> np.ndarray:
-    """What the networks take: 8-bit RGB. Gray is repeated, alpha dropped, 16-bit rounded to 8."""
-    pixels = image
-    if pixels.dtype == np.uint16:
-        pixels = np.round(pixels.astype(np.float64) / 257.0).astype(np.uint8)
-    elif pixels.dtype != np.uint8:
-        raise SisrError(f"image of type {pixels.dtype}: expected an 8- or 16-bit image")
-    if pixels.ndim == 2:
-        pixels = np.stack([pixels] * 3, axis=-1)
-    elif pixels.shape[2] == 4:
-        pixels = pixels[..., :3]
-    elif pixels.shape[2] == 2:
-        pixels = np.stack([pixels[..., 0]] * 3, axis=-1)
-    return np.ascontiguousarray(pixels)
-
-
 def hr_to_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """The standard SR degradation: crop HR at the top-left to a multiple of `scale`, MATLAB bicubic down."""
     from .imaging import bicubic_downgrade
 
     return bicubic_downgrade(hr, scale)
-
-
-@dataclass
-class ComparisonLayout:
-    """Where everything goes, computed before drawing (and checked by the tests)."""
-
-    size: tuple[int, int]
-    columns: int
-    image_boxes: list[tuple[int, int, int, int]]  # (left, top, width, height) of each cell's image, overview first
-    caption_top: int
-    caption_lines: list[str] = field(default_factory=list)
-
-
-# Spacing of comparison figures, in pixels.
-MARGIN = 16
-GAP = 14
-LABEL_GAP = 6
-TITLE_SIZE = 16
-LABEL_SIZE = 14
-CAPTION_SIZE = 14
-
-
-def default_columns(cells: int) -> int:
-    """Up to five cells in one row; more are spread evenly over as few rows as needed."""
-    rows = math.ceil(cells / 5)
-    return math.ceil(cells / rows)
-
-
-def overview_size(frame_width: int, frame_height: int, box_width: int, box_height: int) -> tuple[int, int]:
-    """The whole image shrunk to fit a panel's box, aspect ratio kept."""
-    ratio = min(box_width / frame_width, box_height / frame_height)
-    return max(1, round(frame_width * ratio)), max(1, round(frame_height * ratio))
-
-
-def comparison_layout(
-    panel_count: int, panel_size: tuple[int, int], *, overview: bool, columns: int | None,
-    labels: Sequence[str], caption: str | None,
-) -> ComparisonLayout:
-    """Cells of equal size in a grid: image on top, then the title and a metrics line.
-
-    A cell is as wide as its image or its widest label, whichever is wider, so
-    text never runs into the next cell.
-    """
-    title_font, label_font, caption_font = font(TITLE_SIZE), font(LABEL_SIZE), font(CAPTION_SIZE)
-    cells = panel_count + (1 if overview else 0)
-    columns = max(1, min(columns or default_columns(cells), cells))
-    rows = math.ceil(cells / columns)
-    image_width, image_height = panel_size
-    cell_width = max([image_width, *(text_width(t, title_font) for t in labels[::2]),
-                      *(text_width(t, label_font) for t in labels[1::2])])
-    text_height = line_height(title_font) + line_height(label_font)
-    cell_height = image_height + LABEL_GAP + text_height
-    width = 2 * MARGIN + columns * cell_width + (columns - 1) * GAP
-    boxes = []
-    for index in range(cells):
-        row, col = divmod(index, columns)
-        left = MARGIN + col * (cell_width + GAP) + (cell_width - image_width) // 2
-        top = MARGIN + row * (cell_height + GAP)
-        boxes.append((left, top, image_width, image_height))
-    caption_top = MARGIN + rows * cell_height + (rows - 1) * GAP + GAP
-    caption_lines = wrap_text(caption, caption_font, width - 2 * MARGIN) if caption else []
-    height = caption_top + len(caption_lines) * line_height(caption_font) + MARGIN - (0 if caption_lines else GAP)
-    return ComparisonLayout((width, height), columns, boxes, caption_top, caption_lines)
-
-
-def compose_comparison(
-    panels: Sequence[Panel], crop: CropBox, *, zoom: int = 1, columns: int | None = None,
-    overview: np.ndarray | None = None, overview_title: str = "whole image", caption: str | None = None,
-) -> Image.Image:
-    """Lay out the same crop of every panel, enlarged `zoom` x with nearest neighbour.
-
-    `overview` (any resolution of the same picture) is shown first, shrunk to a
-    panel's size, with the crop outlined. All panels must share one frame size.
-    """
-    from PIL import Image, ImageDraw
-
-    if not panels:
-        raise SisrError("a comparison needs at least one image")
-    frame_height, frame_width = panels[0].image.shape[:2]
-    for panel in panels:
-        if panel.image.shape[:2] != (frame_height, frame_width):
-            raise SisrError(f"panel {panel.title!r} is {panel.image.shape[1]}x{panel.image.shape[0]}, "
-                            f"the others {frame_width}x{frame_height}")
-    crop = check_crop(crop, frame_width, frame_height)
-    if zoom < 1:
-        raise SisrError(f"zoom {zoom}: must be 1 or more")
-    panel_size = (crop.width * zoom, crop.height * zoom)
-    labels: list[str] = []
-    if overview is not None:
-        labels += [overview_title, f"{frame_width}x{frame_height}, crop outlined"]
-    for panel in panels:
-        labels += [panel.title, panel.label]
-    layout = comparison_layout(len(panels), panel_size, overview=overview is not None, columns=columns,
-                               labels=labels, caption=caption)
-    figure = Image.new("RGB", layout.size, BACKGROUND)
-    draw = ImageDraw.Draw(figure)
-    boxes = iter(layout.image_boxes)
-    if overview is not None:
-        left, top, width, height = next(boxes)
-        thumb_width, thumb_height = overview_size(frame_width, frame_height, width, height)
-        thumb = _to_pil(overview).resize((thumb_width, thumb_height), Image.Resampling.LANCZOS)
-        thumb_left, thumb_top = left + (width - thumb_width) // 2, top + (height - thumb_height) // 2
-        figure.paste(thumb, (thumb_left, thumb_top))
-        sx, sy = thumb_width / frame_width, thumb_height / frame_height
-        outline = [thumb_left + crop.x * sx, thumb_top + crop.y * sy,
-                   thumb_left + (crop.x + crop.width) * sx - 1, thumb_top + (crop.y + crop.height) * sy - 1]
-        draw.rectangle(outline, outline=CROP_BOX_COLOR, width=2)
-    for panel in panels:
-        left, top, width, height = next(boxes)
-        crop_pixels = nearest_enlarge(panel.image[crop.slices()], zoom)
-        figure.paste(_to_pil(crop_pixels), (left, top))
-    title_font, label_font, caption_font = font(TITLE_SIZE), font(LABEL_SIZE), font(CAPTION_SIZE)
-    for (left, top, width, height), title, label in zip(layout.image_boxes, labels[::2], labels[1::2]):
-        draw.rectangle([left - 1, top - 1, left + width, top + height], outline=FRAME_COLOR)
-        centre = left + width // 2
-        text_top = top + height + LABEL_GAP
-        draw.text((centre, text_top), title, fill=TEXT_COLOR, font=title_font, anchor="ma")
-        draw.text((centre, text_top + line_height(title_font)), label, fill=MUTED_TEXT_COLOR, font=label_font,
-                  anchor="ma")
-    for number, line in enumerate(layout.caption_lines):
-        draw.text((MARGIN, layout.caption_top + number * line_height(caption_font)), line, fill=MUTED_TEXT_COLOR,
-                  font=caption_font)
-    return figure
-
-
-def as_rgb8(image: np.ndarray) -> np.ndarray:
-    """What the networks take: 8-bit RGB. Gray is repeated, alpha dropped, 16-bit rounded to 8."""
-    pixels = image
-    if pixels.dtype == np.uint16:
-        pixels = np.round(pixels.astype(np.float64) / 257.0).astype(np.uint8)
-    elif pixels.dtype != np.uint8:
-        raise SisrError(f"image of type {pixels.dtype}: expected an 8- or 16-bit image")
-    if pixels.ndim == 2:
-        pixels = np.stack([pixels] * 3, axis=-1)
-    elif pixels.shape[2] == 4:
-        pixels = pixels[..., :3]
-    elif pixels.shape[2] == 2:
-        pixels = np.stack([pixels[..., 0]] * 3, axis=-1)
-    return np.ascontiguousarray(pixels)
-
-
-def hr_to_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """The standard SR degradation: crop HR at the top-left to a multiple of `scale`, MATLAB bicubic down."""
-    from .imaging import matlab_imresize
-
-    height, width = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
-    if height == 0 or width == 0:
-        raise SisrError(f"image of {hr.shape[1]}x{hr.shape[0]} is smaller than the scale x{scale}")
-    hr = hr[:height, :width]
-    return hr, matlab_imresize(hr, scale=1 / scale)
 
 
 @dataclass
@@ -588,11 +423,11 @@ def compare_models(
 
     if scale < 1:
         raise SisrError(f"scale {scale}: must be a positive integer")
-    image = as_rgb8(image)
+    image = to_rgb8(image)
     if lr_input:
         lr = image
         if hr is not None:
-            hr = as_rgb8(hr)
+            hr = to_rgb8(hr)
             want = (lr.shape[0] * scale, lr.shape[1] * scale)
             if hr.shape[0] < want[0] or hr.shape[1] < want[1]:
                 raise SisrError(f"HR image is {hr.shape[1]}x{hr.shape[0]}, smaller than x{scale} the "

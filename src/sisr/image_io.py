@@ -94,6 +94,20 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """What the networks take: HxWx3 uint8. Gray is repeated, alpha dropped, 16-bit scaled to 8."""
+    if image.dtype not in (np.uint8, np.uint16):
+        raise SisrError(f"image of type {image.dtype}: expected an 8- or 16-bit image")
+    image = to_uint8(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.shape[2] in (1, 2):
+        image = np.repeat(image[:, :, :1], 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]
+    return np.ascontiguousarray(image)
+
+
 def _write_png16(path: Path, array: np.ndarray) -> None:
     import png
 

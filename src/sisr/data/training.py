@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import SisrError
 from ..files import atomic_path
-from ..image_io import IMAGE_SUFFIXES, read_image, to_uint8
+from ..image_io import IMAGE_SUFFIXES, read_image, to_rgb8
 
 log = logging.getLogger("sisr")
 
@@ -143,18 +143,6 @@ def raise_problems(problems: Sequence[str], what: str) -> None:
 
 
 # --- decoding and caching ----------------------------------------------------
-
-
-def as_rgb8(image: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8: gray is repeated, alpha dropped, 16-bit rounded to 8 (the networks are RGB, 8-bit)."""
-    image = to_uint8(image)
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[:, :, :3]
-    elif image.shape[2] == 2:
-        image = np.repeat(image[:, :, :1], 3, axis=2)
-    return np.ascontiguousarray(image)
 
 
 def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
@@ -286,13 +274,13 @@ def _prepare_one(pair: TrainingPair, scale: int, lr_patch: int, cache: str,
             problems = _check_sizes(pair, hr_shape, lr_shape, scale, lr_patch)
             return (None if problems else (hr_file, lr_file, lr_shape[:2])), problems
     try:
-        hr = as_rgb8(read_image(pair.hr_path))
+        hr = to_rgb8(read_image(pair.hr_path))
         if pair.lr_path is None:
             if min(hr.shape[:2]) < scale:
                 return None, [f"{pair.hr_path}: {hr.shape[1]}x{hr.shape[0]} is too small for x{scale}"]
             lr = bicubic_lr(hr, scale)
         else:
-            lr = as_rgb8(read_image(pair.lr_path))
+            lr = to_rgb8(read_image(pair.lr_path))
     except SisrError as error:
         return None, [str(error)]
     problems = _check_sizes(pair, hr.shape, lr.shape, scale, lr_patch)

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.training import as_rgb8
 from ..errors import SisrError
-from ..image_io import read_image
+from ..image_io import read_image, to_rgb8
 
 log = logging.getLogger("sisr")
 
@@ -40,7 +39,7 @@ def _div2k_valid(scale: int, downgrade: str, root: str, limit: int, download: bo
     from ..data.div2k import div2k_pairs
 
     for pair in div2k_pairs("valid", scale, downgrade, root or None, limit=limit or None, download=download):
-        hr, lr = as_rgb8(read_image(pair.hr_path)), as_rgb8(read_image(pair.lr_path))
+        hr, lr = to_rgb8(read_image(pair.hr_path)), to_rgb8(read_image(pair.lr_path))
         yield pair.name, hr, lr
 
 
@@ -48,7 +47,7 @@ def _benchmark(name: str, scale: int, root: str) -> Iterator[tuple]:
     from ..data.benchmarks import load_benchmark
 
     for image_name, hr, lr in load_benchmark(name, scale, root or None).iter_pairs():
-        yield image_name, as_rgb8(hr), as_rgb8(lr)
+        yield image_name, to_rgb8(hr), to_rgb8(lr)
 
 
 def load_validation_set(name: str, scale: int, *, limit: int = 0, root: str = "", downgrade: str = "bicubic",
