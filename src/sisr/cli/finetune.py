@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .train import add_run_arguments, flag_values, run_stage
+
 # Flag -> the configuration key it sets; applied after the config file, before --set.
 FLAG_KEYS = {
     "init": "model.init",
@@ -49,61 +51,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("config", nargs="?", help="TOML file with the options (see configs/srgan-x4.toml)")
     parser.add_argument("--init", metavar="WEIGHTS", help="the pixel-trained generator (sisr weight file)")
-    parser.add_argument("--data", metavar="PATH", help="'div2k' or a folder of HR images")
-    parser.add_argument("--data-lr", metavar="PATH", help="folder of LR images paired with --data by name")
-    parser.add_argument("--data-root", metavar="DIR", help="where data sets are found / downloaded")
-    parser.add_argument("--val", metavar="SET", help="validation set: Set5, DIV2K-valid, a folder, or '' for none")
-    parser.add_argument("--steps", type=int, help="total training steps")
-    parser.add_argument("--batch-size", type=int, help="patches per step per process")
-    parser.add_argument("--patch-size", type=int, help="HR patch side in pixels (also the discriminator's input)")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default runs/srgan)")
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--workers", type=int, help="data loader worker processes")
-    parser.add_argument("--seed", type=int)
+    add_run_arguments(parser, out_default="runs/srgan", set_example="gan.pixel_loss=mse",
+                      patch_note=" (also the discriminator's input)")
     parser.add_argument("--vgg19-weights", metavar="PATH", help="torchvision-layout VGG19 weight file")
     parser.add_argument("--content-layer", metavar="LAYER", help="VGG features of the content loss: vgg22 or vgg54")
     parser.add_argument("--adversarial-weight", type=float, help="weight of the adversarial term (1e-3)")
     parser.add_argument("--pixel-weight", type=float, help="weight of an extra pixel-loss term (0 = none)")
     parser.add_argument("--sample-every", type=int, help="steps between sample images (0 = none)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="any option, e.g. gan.pixel_loss=mse (repeatable)")
-    resume = parser.add_mutually_exclusive_group()
-    resume.add_argument("--resume", metavar="CHECKPOINT", nargs="?", const=True, default=True,
-                        help="continue from CHECKPOINT (default: <out>/checkpoint.pt when it exists)")
-    resume.add_argument("--fresh", action="store_true",
-                        help="start over in an output folder that holds an earlier run, replacing it")
-    parser.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     parser.set_defaults(func=run)
 
 
 def resolve_config(args: argparse.Namespace):
-    from ..train.config import parse_override, set_dotted
     from ..train.gan import load_finetune_config
 
-    values: dict = {}
-    for flag, key in FLAG_KEYS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            set_dotted(values, key.split("."), value)
-    for text in args.overrides:
-        parse_override(text)  # a malformed --set is reported before anything else happens
-    return load_finetune_config(args.config, overrides=args.overrides, values=values)
+    return load_finetune_config(args.config, overrides=args.overrides, values=flag_values(args, FLAG_KEYS))
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..errors import SisrError
     from ..train.gan import finetune
 
-    config = resolve_config(args)
-    if args.print_config:
-        print(config.to_toml(), end="")
-        return 0
-    if isinstance(args.resume, str) and not Path(args.resume).is_file():
-        raise SisrError(f"--resume {args.resume}: no such checkpoint")
-    result = finetune(config, resume=args.resume, fresh=args.fresh,
-                      progress_bar=False if args.no_progress else None)
-    return 130 if result.interrupted else 0
+    return run_stage(args, resolve_config(args), finetune)

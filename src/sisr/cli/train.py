@@ -45,20 +45,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("config", nargs="?", help="TOML file with the options (see configs/)")
     parser.add_argument("--model", metavar="PRESET", help="network preset, e.g. edsr-baseline-x4 (`sisr models`)")
     parser.add_argument("--init", metavar="WEIGHTS", help="start from these sisr weights (fine-tuning)")
+    add_run_arguments(parser, out_default="runs/<preset>", set_example="optim.lr=2e-4")
+    parser.set_defaults(func=run)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, out_default: str, set_example: str,
+                      patch_note: str = "") -> None:
+    """The options `sisr train` and `sisr finetune` share: data, schedule, device, resume."""
     parser.add_argument("--data", metavar="PATH", help="'div2k' or a folder of HR images")
     parser.add_argument("--data-lr", metavar="PATH", help="folder of LR images paired with --data by name")
     parser.add_argument("--data-root", metavar="DIR", help="where data sets are found / downloaded")
     parser.add_argument("--val", metavar="SET", help="validation set: Set5, DIV2K-valid, a folder, or '' for none")
     parser.add_argument("--steps", type=int, help="total training steps")
     parser.add_argument("--batch-size", type=int, help="patches per step per process")
-    parser.add_argument("--patch-size", type=int, help="HR patch side in pixels")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default runs/<preset>)")
+    parser.add_argument("--patch-size", type=int, help=f"HR patch side in pixels{patch_note}")
+    parser.add_argument("--out", metavar="DIR", help=f"output folder (default {out_default})")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--workers", type=int, help="data loader worker processes")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="any option, e.g. optim.lr=2e-4 (repeatable)")
+                        help=f"any option, e.g. {set_example} (repeatable)")
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", metavar="CHECKPOINT", nargs="?", const=True, default=True,
                         help="continue from CHECKPOINT (default: <out>/checkpoint.pt when it exists)")
@@ -66,36 +73,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="start over in an output folder that holds an earlier run, replacing it")
     parser.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
-    parser.set_defaults(func=run)
 
 
-def resolve_config(args: argparse.Namespace):
-    from ..train.config import load_config, parse_override, set_dotted
+def flag_values(args: argparse.Namespace, flag_keys: dict[str, str]) -> dict:
+    """The configuration values the flags set, nested by section; malformed --set values fail here."""
+    from ..train.config import parse_override, set_dotted
 
     values: dict = {}
-    for flag, key in FLAG_KEYS.items():
+    for flag, key in flag_keys.items():
         value = getattr(args, flag, None)
         if value is not None:
             set_dotted(values, key.split("."), value)
     for text in args.overrides:
         parse_override(text)  # a malformed --set is reported before anything else happens
-    return load_config(args.config, overrides=args.overrides, values=values)
+    return values
+
+
+def run_stage(args: argparse.Namespace, config, stage) -> int:
+    """Print the configuration or run the stage (`train` or `finetune`); 130 when interrupted."""
+    from pathlib import Path
+
+    from ..errors import SisrError
+
+    if args.print_config:
+        print(config.to_toml(), end="")
+        return 0
+    if isinstance(args.resume, str) and not Path(args.resume).is_file():
+        raise SisrError(f"--resume {args.resume}: no such checkpoint")
+    result = stage(config, resume=args.resume, fresh=args.fresh, progress_bar=False if args.no_progress else None)
+    return 130 if result.interrupted else 0
+
+
+def resolve_config(args: argparse.Namespace):
+    from ..train.config import load_config
+
+    return load_config(args.config, overrides=args.overrides, values=flag_values(args, FLAG_KEYS))
 
 
 def run(args: argparse.Namespace) -> int:
     from ..train import train
 
-    config = resolve_config(args)
-    if args.print_config:
-        print(config.to_toml(), end="")
-        return 0
-    resume = args.resume
-    if isinstance(resume, str):
-        from pathlib import Path
-
-        if not Path(resume).is_file():
-            from ..errors import SisrError
-
-            raise SisrError(f"--resume {resume}: no such checkpoint")
-    result = train(config, resume=resume, fresh=args.fresh, progress_bar=False if args.no_progress else None)
-    return 130 if result.interrupted else 0
+    return run_stage(args, resolve_config(args), train)
