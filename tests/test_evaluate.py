@@ -13,7 +13,7 @@ import torch
 
 from sisr.cli import main
 from sisr.errors import SisrError
-from sisr.evaluate import evaluate
+from sisr import evaluate
 from sisr.image_io import read_image, write_image
 from sisr.imaging import matlab_imresize, psnr, ssim
 from sisr.models import create_model

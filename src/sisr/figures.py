@@ -416,7 +416,7 @@ def compare_models(
     `crop` is a CropBox in HR pixels, "detail" (default: the most detailed
     region, by gradient energy) or "centre".
     """
-    from .evaluate import model_label
+    from .evaluation import model_label
     from .imaging import psnr, ssim
     from .inference import upscale
     from .weights import resolve_model

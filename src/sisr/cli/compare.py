@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from ..errors import SisrError
-    from ..evaluate import model_label
+    from ..evaluation import model_label
     from ..figures import compare_models, parse_crop, write_figure
     from ..files import check_writable
     from ..image_io import read_image

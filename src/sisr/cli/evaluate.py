@@ -73,7 +73,7 @@ def format_csv(records: list[dict[str, Any]], metrics: list[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..evaluate import evaluate
+    from ..evaluation import evaluate
     from ..files import atomic_write, check_writable
 
     metrics = list(dict.fromkeys(args.metric or ["psnr", "ssim"]))
