@@ -30,3 +30,11 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def benchmarks_dir(shared_dir: Path) -> Path:
     return shared_dir / "data" / "benchmarks"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or fills the user's real cache, or finds weights the user happens to have."""
+    monkeypatch.setenv("SISR_CACHE", str(tmp_path_factory.getbasetemp() / "sisr-cache"))
+    for name in ("SISR_VGG19_WEIGHTS", "SISR_VGG16_WEIGHTS", "SISR_LPIPS_WEIGHTS"):
+        monkeypatch.delenv(name, raising=False)

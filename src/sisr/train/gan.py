@@ -10,7 +10,9 @@ Everything around the step is the pixel trainer's: data, validation (PSNR),
 DDP, precision, Ctrl-C handling, the run log. Checkpoints hold both networks,
 both optimizers and schedulers, the step, the data position and every random
 generator, so a resumed run ends bit for bit where an uninterrupted one does
-(CPU). LPIPS is not computed: sisr ships no LPIPS weights.
+(CPU). LPIPS-VGG is added to validation when its two weight files are on disk
+(`gan.lpips_vgg16_weights` / `gan.lpips_weights`, their env vars or the cache;
+see `sisr.lpips`); it is never downloaded here.
 
 Output folder: the pixel trainer's files (generator as `best.safetensors` /
 `last.safetensors`), plus `discriminator.safetensors` and `samples/step_N.png`
@@ -35,6 +37,7 @@ from torch.nn import functional as F
 from ..data.training import patch_loader
 from ..errors import SisrError
 from ..files import atomic_write
+from ..lpips import LPIPS, lpips_weights_available
 from ..models import build_model
 from ..perceptual import PIXEL_LOSSES, SRGAN_FEATURE_SCALE, ContentLoss, PerceptualLoss, discriminator_loss
 from . import distributed
@@ -59,6 +62,10 @@ class GanSection:
     before_activation: bool = False  # features before the ReLU (ESRGAN) instead of after (SRGAN)
     feature_scale: float = SRGAN_FEATURE_SCALE  # VGG features x this before the MSE (SRGAN: 1/12.75)
     vgg19_weights: str = ""  # torchvision vgg19 file; "" = $SISR_VGG19_WEIGHTS, the cache, or a download
+    # LPIPS at validation: torchvision vgg16 file and lpips' weights/v0.1/vgg.pth; "" = $SISR_VGG16_WEIGHTS /
+    # $SISR_LPIPS_WEIGHTS, else the cache; skipped when not found (never downloaded during training)
+    lpips_vgg16_weights: str = ""
+    lpips_weights: str = ""
     adversarial_weight: float = 1e-3
     pixel_weight: float = 0.0  # weight of an extra pixel-loss term; 0 = none (SRGAN)
     pixel_loss: str = "l1"  # "l1" or "mse"
@@ -151,6 +158,31 @@ def build_perceptual_loss(gan: GanSection, *, extractor: nn.Module | None = None
     content = ContentLoss(gan.content_layer, gan.before_activation, gan.feature_scale, extractor=extractor,
                           weights=gan.vgg19_weights or None, download=download)
     return PerceptualLoss(content, gan.adversarial_weight, gan.pixel_weight, gan.pixel_loss)
+
+
+def optional_lpips(gan: GanSection) -> LPIPS | None:
+    """LPIPS-VGG when its weights are on disk, else None; a path set in [gan] that is missing is an error."""
+    explicit = bool(gan.lpips_vgg16_weights or gan.lpips_weights)
+    if not explicit and not lpips_weights_available():
+        return None
+    return LPIPS.pretrained(gan.lpips_vgg16_weights or None, gan.lpips_weights or None, download=False)
+
+
+@torch.no_grad()
+def validation_lpips(model: nn.Module, validation: ValidationSet, metric: LPIPS, device: torch.device) -> float:
+    """Mean LPIPS of `model`'s 8-bit-rounded output against HR over the set (as PSNR sees the images)."""
+    was_training = model.training
+    model.eval()
+    metric.to(device)
+    values = []
+    try:
+        for _, lr, hr in validation.pairs:
+            sr = model(lr.to(device)).float().clamp(0, 1).mul(255).round().div(255)
+            hr_tensor = torch.from_numpy(hr.transpose(2, 0, 1).copy()).unsqueeze(0).to(device).float().div(255)
+            values.append(float(metric(sr, hr_tensor)[0]))
+    finally:
+        model.train(was_training)
+    return float(np.mean(values))
 
 
 class GanMeter:
@@ -299,8 +331,9 @@ class _GanRun(_Run):
         gan = config.gan
         started = time.perf_counter()
         _check_precision(config.train.precision, device)
-        # The VGG weights first: a missing file is reported before any data is prepared.
+        # The VGG (and any LPIPS) weights first: a missing file is reported before any data is prepared.
         loss_fn = build_perceptual_loss(gan, extractor=self.extractor, download=config.data.download)
+        lpips_metric = optional_lpips(gan) if config.val.set and context.is_main else None
         seed = config.train.seed
         random.seed(seed)
         np.random.seed(seed)
@@ -372,12 +405,13 @@ class _GanRun(_Run):
             f"{config.data.batch_size} x {context.world_size} process(es) = {global_batch}, "
             f"{config.train.steps} steps, {config.train.precision}, device {device}; output in {self.out_dir}")
         if validation is not None:
-            run_log.message("validation: PSNR only (LPIPS skipped: sisr has no LPIPS weights)")
+            run_log.message("validation: PSNR and LPIPS-VGG" if lpips_metric is not None else
+                            "validation: PSNR only (LPIPS skipped: its weights are not on disk; see sisr.lpips)")
         if resumed_from is not None:
             run_log.message(f"resuming from step {resumed_from} ({state_path})")
         run_log.record("start", step=progress.step, resumed=resumed_from is not None, stage="gan",
                        world_size=context.world_size, global_batch=global_batch, config=config.to_dict(),
-                       lpips=False)
+                       lpips=lpips_metric is not None)
 
         files = {"best": None, "last": None, "checkpoint": self.checkpoint_path if state is not None else None}
         fixed_crop = sample_crop(validation, max(hr_patch // scale, 1) * 2) if validation is not None else None
@@ -414,6 +448,10 @@ class _GanRun(_Run):
                                                       validation)
                     run_log.validation(progress.step, psnr, progress.best_psnr, progress.best_step,
                                        validation.name, len(validation), seconds)
+                    if lpips_metric is not None:
+                        distance = validation_lpips(final, validation, lpips_metric, device)
+                        run_log.record("val_lpips", step=progress.step, lpips=distance, set=validation.name)
+                        run_log.message(f"step {progress.step}: validation LPIPS {distance:.4f} on {validation.name}")
                 save_networks()
             distributed.barrier(context)
 
