@@ -26,6 +26,8 @@ FLAG_KEYS = {
     "adversarial_weight": "gan.adversarial_weight",
     "pixel_weight": "gan.pixel_weight",
     "sample_every": "gan.sample_every",
+    "lpips_weights": "gan.lpips_weights",
+    "lpips_vgg16_weights": "gan.lpips_vgg16_weights",
 }
 
 EPILOG = """\
@@ -58,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--adversarial-weight", type=float, help="weight of the adversarial term (1e-3)")
     parser.add_argument("--pixel-weight", type=float, help="weight of an extra pixel-loss term (0 = none)")
     parser.add_argument("--sample-every", type=int, help="steps between sample images (0 = none)")
+    parser.add_argument("--lpips-weights", metavar="PATH", help="LPIPS v0.1 vgg.pth: validate LPIPS too")
+    parser.add_argument("--lpips-vgg16-weights", metavar="PATH", help="torchvision vgg16 file that LPIPS needs")
     parser.set_defaults(func=run)
 
 
