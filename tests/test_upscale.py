@@ -278,3 +278,131 @@ def test_progress_stays_quiet_off_a_terminal(network, capsys):
     upscale(network, photo(), tile=8, progress=True, device="cpu")
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+# --- the CPU's fused blocks (sisr.inference.fast) -------------------------------------------------
+
+FUSABLE = {
+    "edsr": lambda: create_model("edsr-baseline-x4", num_blocks=2, num_filters=16),
+    "edsr-res-scale": lambda: create_model("edsr-x2", num_blocks=2, num_filters=16),  # res_scale 0.1
+    "wdsr-a": lambda: create_model("wdsr-a-16-x2", num_blocks=2),
+    "wdsr-b": lambda: create_model("wdsr-b-16-x3", num_blocks=2),
+}
+
+
+def _trained_like(model):
+    """Weight-norm gains away from ||v|| and non-zero biases, as after training."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, WeightNormConv2d):
+                module.weight_g.mul_(torch.rand_like(module.weight_g) + 0.5)
+            if isinstance(module, torch.nn.Conv2d) and module.bias is not None:
+                module.bias.uniform_(-0.05, 0.05)
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(FUSABLE))
+def test_fused_blocks_compute_what_the_network_computes(name):
+    from sisr.inference.fast import FusedResidualBlock, FusedWideBlockB
+
+    torch.manual_seed(0)
+    model = _trained_like(FUSABLE[name]().eval())
+    fused = prepare_model(model, "fp32", "cpu")
+    plain = prepare_model(model, "fp32", "cpu", fuse=False)
+    kinds = {type(m) for m in fused.modules()}
+    assert (FusedWideBlockB if name == "wdsr-b" else FusedResidualBlock) in kinds  # the fast path is really on
+    x = torch.rand(2, 3, 19, 23)  # odd sizes; a batch of two
+    with torch.inference_mode():
+        reference = model(x)
+        torch.testing.assert_close(fused(x), reference, rtol=0, atol=2e-5)
+        torch.testing.assert_close(plain(x), reference, rtol=0, atol=2e-5)
+    with torch.no_grad():  # outside inference mode the same modules take their plain path
+        torch.testing.assert_close(fused(x), reference, rtol=0, atol=2e-5)
+
+
+def test_the_wide_1x1_pair_runs_in_chunks_that_need_not_divide_the_image(monkeypatch):
+    import sisr.inference.fast as fast
+
+    torch.manual_seed(1)
+    model = _trained_like(create_model("wdsr-b-16-x2", num_blocks=1).eval())
+    fused = prepare_model(model, "fp32", "cpu")
+    x = torch.rand(1, 3, 13, 11)  # 143 pixels
+    with torch.inference_mode():
+        reference = model(x)
+        for chunk in (1, 7, 64, 1000):
+            monkeypatch.setattr(fast, "PIXELS_PER_CHUNK", chunk)
+            torch.testing.assert_close(fused(x), reference, rtol=0, atol=2e-5)
+
+
+def test_the_streamed_upsampler_equals_layer_by_layer(monkeypatch):
+    import sisr.inference.fast as fast
+
+    torch.manual_seed(2)
+    model = _trained_like(create_model("edsr-baseline-x4", num_blocks=1, num_filters=8).eval())
+    fused = prepare_model(model, "fp32", "cpu")
+    assert isinstance(fused.tail, fast.StreamedChain)
+    with torch.inference_mode():
+        for height, width in ((2, 5), (9, 4), (31, 17)):
+            x = torch.rand(1, 3, height, width)
+            reference = model(x)
+            for rows in (1, 2, 5, 8):
+                monkeypatch.setattr(fast, "STREAM_ROWS", rows)
+                torch.testing.assert_close(fused(x), reference, rtol=0, atol=2e-5)
+
+
+def test_reordered_shuffle_equals_pytorchs_pixel_shuffle():
+    from torch.nn import functional as F
+
+    from sisr.inference.fast import ChannelsLastPixelShuffle, reorder_for_shuffle
+
+    torch.manual_seed(3)
+    conv = torch.nn.Conv2d(4, 5 * 9, 3, padding=1)
+    x = torch.rand(2, 4, 6, 7)
+    expected = F.pixel_shuffle(conv(x), 3)
+    reorder_for_shuffle(conv, 3)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        got = ChannelsLastPixelShuffle(3)(conv(x.contiguous(memory_format=layout)))
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+def test_fused_models_keep_their_receptive_field():
+    from sisr.inference import receptive_field
+
+    for make in FUSABLE.values():
+        model = make()
+        assert receptive_field(prepare_model(model, "fp32", "cpu")) == receptive_field(model)
+
+
+def test_self_ensemble_of_a_fused_model_is_the_mean_of_eight_passes():
+    from sisr.inference.ensemble import SelfEnsemble
+
+    torch.manual_seed(4)
+    model = _trained_like(create_model("wdsr-b-16-x2", num_blocks=1).eval())
+    ensemble = prepare_model(SelfEnsemble(model), "fp32", "cpu")
+    x = torch.rand(1, 3, 9, 12)
+    with torch.inference_mode():
+        outputs = [
+            model(torch.rot90(x, k, (2, 3)) if not flip else torch.rot90(x.flip(3), k, (2, 3)))
+            for flip in (False, True) for k in range(4)
+        ]
+        undone = [
+            torch.rot90(out, -k, (2, 3)) if not flip else torch.rot90(out, -k, (2, 3)).flip(3)
+            for (flip, k), out in zip([(f, k) for f in (False, True) for k in range(4)], outputs)
+        ]
+        torch.testing.assert_close(ensemble(x.contiguous(memory_format=torch.channels_last)),
+                                   torch.stack(undone).mean(0), rtol=0, atol=2e-5)
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(network, monkeypatch, caplog):
+    import sisr.inference.precision as precision
+
+    assert isinstance(precision.cpu_has_native_bf16(), bool)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="sisr"):
+        prepare_model(network, "bf16", "cpu")
+    assert "emulated" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    with caplog.at_level("WARNING", logger="sisr"):
+        prepare_model(network, "bf16", "cpu")
+    assert caplog.text == ""

@@ -14,7 +14,7 @@ import sys
 
 from ..errors import SisrError
 
-COMMANDS = ["models", "sample", "upscale", "evaluate", "compare", "convert", "export", "download", "train", "finetune", "plot"]
+COMMANDS = ["models", "sample", "upscale", "evaluate", "compare", "convert", "export", "download", "train", "finetune", "plot", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

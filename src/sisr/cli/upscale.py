@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tile-overlap", type=int, metavar="PIXELS",
                         help="context around each tile (default: the network's receptive field, exact results)")
     parser.add_argument("--tile-batch", type=int, default=1, metavar="N", help="tiles per network call (default 1)")
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="average the outputs for the 8 flips and rotations of the input (8x the time)")
+    parser.add_argument("--stream", action="store_true",
+                        help="write a .tif output tile by tile, never holding it in memory (automatic for .tif "
+                        "outputs over 512 MB); for results larger than memory")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                         help="number format: fp32 (default), bf16, fp16 (CUDA only)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -119,6 +124,10 @@ def load_network(args: argparse.Namespace) -> nn.Module:
     if args.model == "bicubic" and args.scale is None:
         raise SisrError("--model bicubic needs --scale (2, 3, 4, ...)")
     model = resolve_model(args.model, args.scale)
+    if args.self_ensemble:
+        from ..inference.ensemble import SelfEnsemble
+
+        model = SelfEnsemble(model)
     return prepare_model(model, args.precision, args.device)
 
 
@@ -134,6 +143,8 @@ def upscale_file(model: nn.Module, job: Job, args: argparse.Namespace) -> tuple[
         raise SisrError(f"{job.source}: the output would replace the input")
     check_writable(job.target, args.overwrite)  # before the network runs, not after
     image = read_image(job.source)
+    if should_stream(job.target, image, model.scale, args.stream):
+        return stream_file(model, image, job, args)
     try:
         result = upscale(
             model, image, tile=args.tile, tile_overlap=args.tile_overlap, tile_batch=args.tile_batch,
@@ -145,6 +156,45 @@ def upscale_file(model: nn.Module, job: Job, args: argparse.Namespace) -> tuple[
         raise SisrError(f"{job.source}: out of memory; {hint}") from None
     write_image(job.target, result, overwrite=args.overwrite)
     return result.shape[1], result.shape[0]
+
+
+def should_stream(target: Path, image: Any, scale: int, asked: bool) -> bool:
+    """Stream when asked, or when a .tif output would take more than STREAM_BYTES in memory."""
+    from ..inference.streaming import STREAM_BYTES, TIFF_SUFFIXES, output_bytes
+
+    if target.suffix.lower() not in TIFF_SUFFIXES:
+        return False
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    return asked or output_bytes(image.shape[0], image.shape[1], channels, scale, image.itemsize) > STREAM_BYTES
+
+
+def stream_file(model: nn.Module, image: Any, job: Job, args: argparse.Namespace) -> tuple[int, int]:
+    """Upscale into a tiled TIFF band by band; returns the output size (width, height)."""
+    import torch
+
+    from ..inference import AUTO_TILE
+    from ..inference.streaming import upscale_to_tiff
+
+    tile = args.tile or AUTO_TILE
+    try:
+        upscale_to_tiff(
+            model, image, job.target, tile=tile, tile_overlap=args.tile_overlap, tile_batch=args.tile_batch,
+            precision=args.precision, device=args.device, overwrite=args.overwrite, name=str(job.source),
+            progress=log.isEnabledFor(logging.INFO),
+        )
+    except torch.OutOfMemoryError:
+        raise SisrError(f"{job.source}: out of memory; use a smaller --tile than {tile}") from None
+    return image.shape[1] * model.scale, image.shape[0] * model.scale
+
+
+def check_stream(args: argparse.Namespace, jobs: list[Job]) -> None:
+    """--stream writes TIFF only: say so before any image is processed."""
+    from ..inference.streaming import TIFF_SUFFIXES
+
+    if args.stream:
+        others = [job.target for job in jobs if job.target.suffix.lower() not in TIFF_SUFFIXES]
+        if others:
+            raise SisrError(f"--stream writes tiled TIFF only, but {others[0]} is not .tif/.tiff (use --format tif)")
 
 
 def _progress(jobs: list[Job]) -> Any:
@@ -160,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     sources = expand_inputs(args.inputs)
     model = load_network(args)
     jobs = plan_jobs(sources, args.output, model.scale, args.format, args.inputs)
+    check_stream(args, jobs)
     settings = model.sisr_inference
     if len(jobs) > 1:
         log.info("upscaling %d images x%d with %s on %s (%s)", len(jobs), model.scale, args.model,

@@ -129,11 +129,14 @@ class Canvas:
     to [0, 1]; tensors are clipped and stay float.
     """
 
-    def __init__(self, source: SourceImage, scale: int) -> None:
+    def __init__(self, source: SourceImage, scale: int, rows: tuple[int, int] | None = None) -> None:
+        """`rows`: only the output of these LR rows [start, stop) is held (a band, for streaming)."""
         self.source = source
         self.scale = scale
         batch = source.color.shape[0]
-        height, width = source.height * scale, source.width * scale
+        self.first_row = 0 if rows is None else rows[0]
+        last_row = source.height if rows is None else rows[1]
+        height, width = (last_row - self.first_row) * scale, source.width * scale
         self.color_channels = source.color.shape[1]
         channels = self.color_channels + (0 if source.alpha is None else 1)
         if source.kind == "tensor":
@@ -156,7 +159,7 @@ class Canvas:
     def _hr_slices(self, tile: Tile) -> tuple[slice, slice]:
         s = self.scale
         return (
-            slice(tile.rows.core_start * s, tile.rows.core_stop * s),
+            slice((tile.rows.core_start - self.first_row) * s, (tile.rows.core_stop - self.first_row) * s),
             slice(tile.columns.core_start * s, tile.columns.core_stop * s),
         )
 

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import SisrError
 from ..models.common import WeightNormConv2d
+
+log = logging.getLogger("sisr")
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -56,6 +61,27 @@ def check_precision(precision: str, device: torch.device) -> torch.dtype:
     return DTYPES[precision]
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX-512 BF16 or AMX); without it bf16 is emulated and slow."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if any(check is not None for check in checks):
+        return any(check is not None and check() for check in checks)
+    try:  # older torch: read the flags the kernel reports
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def warn_if_emulated(precision: str, device: torch.device) -> None:
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        log.warning(
+            "bf16 on this CPU is emulated (no AVX-512 BF16 or AMX): expect it to be several times slower "
+            "than fp32; it saves memory, not time"
+        )
+
+
 def _plain_conv(conv: WeightNormConv2d) -> nn.Conv2d:
     plain = nn.Conv2d(
         conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
@@ -87,9 +113,11 @@ def fold_weight_norm(model: nn.Module) -> nn.Module:
 # edsr-baseline-x4, 128 x 128 LR, best of 5 interleaved runs): fp32 1.86 s in
 # channels-last vs 2.37 s in the default layout; bf16 10.9 s under autocast vs
 # 12.4 s with the model cast to bf16, both channels-last (bf16 in the default
-# layout was another 4x slower). This CPU has no bf16 instructions, so bf16 is
-# for memory, not speed, here. On CUDA channels-last is the layout tensor cores
-# want. Hence channels-last everywhere, and autocast for bf16 and fp16.
+# layout was another 4x slower). That CPU (AMD EPYC, AVX2) has no bf16
+# instructions, so bf16 there is emulated and for memory, not speed: it is
+# never chosen automatically, and asking for it on such a CPU logs a warning.
+# On CUDA channels-last is the layout tensor cores want. Hence channels-last
+# everywhere, and autocast for bf16 and fp16.
 CHANNELS_LAST = True
 
 
@@ -101,6 +129,7 @@ class InferenceSettings:
     device: torch.device
     autocast_dtype: torch.dtype | None
     channels_last: bool
+    fused: bool = False  # blocks replaced by sisr.inference.fast
 
     def to_input(self, batch: torch.Tensor) -> torch.Tensor:
         """A float32 batch on the model's device, in its memory layout."""
@@ -116,19 +145,29 @@ class InferenceSettings:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
 
-def prepare_model(model: nn.Module, precision: str = "fp32", device: str | torch.device = "auto") -> nn.Module:
+def prepare_model(
+    model: nn.Module, precision: str = "fp32", device: str | torch.device = "auto", *, fuse: bool = True
+) -> nn.Module:
     """An inference copy of `model`: eval mode, weight norm folded, moved; the original is untouched.
 
+    On the CPU the known blocks are also replaced by fused forms (see
+    `sisr.inference.fast`; `fuse=False` keeps the network's own modules).
     The copy carries its `InferenceSettings` as `sisr_inference`, so `upscale`
     uses it as it is instead of preparing it again.
     """
+    from .fast import optimize_for_inference
+
     target = resolve_device(device)
     dtype = check_precision(precision, target)
+    warn_if_emulated(precision, target)
     prepared = fold_weight_norm(model).eval().requires_grad_(False).to(target)
     if CHANNELS_LAST:
         prepared = prepared.to(memory_format=torch.channels_last)
+    fused = fuse and target.type == "cpu"
+    if fused:
+        prepared = optimize_for_inference(prepared)
     prepared.sisr_inference = InferenceSettings(
-        precision, target, None if dtype == torch.float32 else dtype, CHANNELS_LAST
+        precision, target, None if dtype == torch.float32 else dtype, CHANNELS_LAST, fused
     )
     return prepared
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -63,6 +64,96 @@ def _checked_forward(model: nn.Module, scale: int) -> Callable[[torch.Tensor], t
     return forward
 
 
+# Without a tile size, images of more LR pixels than this are tiled anyway, in
+# tiles of AUTO_TILE pixels: a whole 2000 x 2000 image through EDSR-baseline
+# would need 64-channel float feature maps of 1 GB each. The overlap is the
+# receptive field, so the result is the same as untiled; the price is the
+# recomputed context (about 30 % more work with EDSR-baseline's 36 pixels).
+# Smaller images run whole: tiling a 256 x 256 image exactly costs 2.3x (tile
+# 128) to 10x (tile 32) the work, more than any cache gain (measured in
+# benchmarks/bench_inference.py --tiles).
+WHOLE_IMAGE_PIXELS = 1024 * 1024
+AUTO_TILE = 512
+
+
+def auto_tile(model: nn.Module, height: int, width: int) -> int | None:
+    """The tile size `upscale` uses when none is given: None (whole image) unless the image is large."""
+    if height * width <= WHOLE_IMAGE_PIXELS:
+        return None
+    try:
+        receptive_field(model)
+    except SisrError:  # an unknown network: no exact overlap, so no silent tiling
+        return None
+    return AUTO_TILE
+
+
+@dataclass
+class UpscaleRun:
+    """An image planned for upscaling: its source planes, the prepared network and the tile plan."""
+
+    source: SourceImage
+    model: nn.Module
+    scale: int
+    color_tiles: list[Tile]
+    alpha_tiles: list[Tile]
+    tile_batch: int
+    label: str
+
+    def fill(self, canvas: Canvas, color_tiles: list[Tile], alpha_tiles: list[Tile], update=None) -> None:
+        """Run the network over `color_tiles` (bicubic over `alpha_tiles`) and store the cores in `canvas`."""
+        with torch.inference_mode():
+            run_tiles(
+                _checked_forward(self.model, self.scale), self.source.color_window, canvas.write_color,
+                color_tiles, self.scale, self.tile_batch, progress=update,
+            )
+            if self.source.alpha is not None:
+                _upscale_alpha(self.source, canvas, self.scale, alpha_tiles, self.tile_batch)
+
+    def bands(self) -> Iterator[tuple[tuple[int, int], list[Tile], list[Tile]]]:
+        """(LR core rows, colour tiles, alpha tiles) per row of tiles, top to bottom.
+
+        Colour and alpha tiles differ in context but share their cores, so
+        their rows of tiles pair up.
+        """
+        color = _rows_of_tiles(self.color_tiles)
+        alpha = _rows_of_tiles(self.alpha_tiles)
+        for rows, tiles in color.items():
+            yield rows, tiles, alpha.get(rows, [])
+
+
+def _rows_of_tiles(tiles: list[Tile]) -> dict[tuple[int, int], list[Tile]]:
+    groups: dict[tuple[int, int], list[Tile]] = {}
+    for tile in tiles:
+        groups.setdefault((tile.rows.core_start, tile.rows.core_stop), []).append(tile)
+    return groups
+
+
+def plan_upscale(
+    model: nn.Module,
+    image: Any,
+    *,
+    tile: int | None,
+    tile_overlap: int | None,
+    tile_batch: int,
+    precision: str,
+    device: str | torch.device,
+    name: str | None,
+) -> UpscaleRun:
+    """Check the image and the network, prepare the network, and plan the tiles (see `upscale`)."""
+    label = name or "image"
+    source = to_source(image)
+    check_size(source, label)
+    scale = network_scale(model)
+    if tile is None:
+        tile = auto_tile(model, source.height, source.width)
+    if tile is not None and tile_overlap is None:
+        tile_overlap = receptive_field(model)
+    prepared = prepared_for(model, precision, device)
+    color_tiles = plan_tiles(source.height, source.width, tile, tile_overlap or 0)
+    alpha_tiles = plan_tiles(source.height, source.width, tile, ALPHA_OVERLAP) if source.alpha is not None else []
+    return UpscaleRun(source, prepared, scale, color_tiles, alpha_tiles, tile_batch, label)
+
+
 def upscale(
     model: nn.Module,
     image: Any,
@@ -81,48 +172,42 @@ def upscale(
       alpha HxWx2 too), a PIL image (L, LA, RGB, RGBA, I;16), or a float NCHW
       tensor in [0, 1]. numpy comes back with the same dtype and layout, PIL in
       the same mode, a tensor as a float tensor of the same dtype and device,
-      clipped to [0, 1]. Integer outputs are rounded half up.
+      clipped to [0, 1]. Integer outputs are rounded half up, and assembled in
+      their integer type: a 16000 x 16000 RGB result takes 768 MB, not 3 GB.
     * Grey is upscaled as RGB and averaged back to grey. Alpha is enlarged with
       MATLAB's bicubic (in float, clipped), not by the network.
     * `tile`: process cores of at most `tile` x `tile` LR pixels, each with
       `tile_overlap` pixels of context per side (default: the network's
       receptive field, which makes the result identical to an untiled run);
-      `tile_batch` windows go through the network together.
+      `tile_batch` windows go through the network together. Without `tile`,
+      images of more than `WHOLE_IMAGE_PIXELS` LR pixels are tiled in tiles of
+      `AUTO_TILE` (same result, bounded memory); smaller ones run whole.
     * `precision`: "fp32", "bf16" or "fp16" (CUDA only); `device`: "auto",
       "cpu", "cuda", "cuda:N". Pass a model from `prepare_model` to skip
       preparing it again for every image.
     * `name` is used in error messages (e.g. the file name).
+
+    To write a result too large for memory, see `upscale_to_tiff`.
     """
-    label = name or "image"
-    source = to_source(image)
-    check_size(source, label)
-    scale = network_scale(model)
-    if tile is not None and tile_overlap is None:
-        tile_overlap = receptive_field(model)
-    prepared = prepared_for(model, precision, device)
-    canvas = Canvas(source, scale)
-    color_tiles = plan_tiles(source.height, source.width, tile, tile_overlap or 0)
-    bar = _progress_bar(len(color_tiles), progress, label)
+    run = plan_upscale(
+        model, image, tile=tile, tile_overlap=tile_overlap, tile_batch=tile_batch, precision=precision,
+        device=device, name=name,
+    )
+    canvas = Canvas(run.source, run.scale)
+    bar = _progress_bar(len(run.color_tiles), progress, run.label)
     try:
-        with torch.inference_mode():
-            run_tiles(
-                _checked_forward(prepared, scale), source.color_window, canvas.write_color, color_tiles, scale,
-                tile_batch, progress=bar.update if bar is not None else None,
-            )
-            if source.alpha is not None:
-                _upscale_alpha(source, canvas, scale, tile, tile_batch)
+        run.fill(canvas, run.color_tiles, run.alpha_tiles, bar.update if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
     return canvas.result()
 
 
-def _upscale_alpha(source: SourceImage, canvas: Canvas, scale: int, tile: int | None, tile_batch: int) -> None:
+def _upscale_alpha(source: SourceImage, canvas: Canvas, scale: int, tiles: list[Tile], tile_batch: int) -> None:
     """Alpha is coverage, not picture content: bicubic keeps it smooth where a network would invent texture."""
     from ..imaging import matlab_imresize
 
     def enlarge(window: torch.Tensor) -> torch.Tensor:
         return matlab_imresize(window, scale=scale)
 
-    tiles: list[Tile] = plan_tiles(source.height, source.width, tile, ALPHA_OVERLAP)
     run_tiles(enlarge, source.alpha_window, canvas.write_alpha, tiles, scale, tile_batch)

@@ -1,0 +1,243 @@
+"""How fast a network upscales on this machine, and how close that is to what the machine can do.
+
+`run_bench` times `upscale` on a random image and, in the same run and
+interleaved with it, the machine's matrix-multiply peak (best of `torch.mm`
+on square matrices), so that both see the same load; the network's FLOPs
+(2 x the multiply-adds of its convolutions and matrix products, counted by
+`torch.utils.flop_counter` on a meta-device copy, with no arithmetic done)
+divided by the seconds give the fraction of that peak it reaches.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import SisrError
+
+# Side of the square matrices of the peak measurement: 2 x 2048^3 = 17 GFLOP,
+# a fraction of a second on a laptop core, large enough for the BLAS to reach
+# its best blocking (3072 and 4096 measured no higher on the development machine).
+PEAK_MATRIX_SIDE = 2048
+PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def count_flops(model: nn.Module, height: int, width: int, channels: int = 3) -> int:
+    """FLOPs of one forward pass on a height x width image: 2 x multiply-adds of convolutions and products.
+
+    Counted on a copy on the meta device: shapes only, no arithmetic, no memory.
+    Element-wise work (ReLU, additions) is not counted, as is customary.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(model).to("meta")
+    x = torch.empty(1, channels, height, width, device="meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        meta(x)
+    return int(counter.get_total_flops())
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(function: Callable[[], Any], device: torch.device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    _synchronize(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    _synchronize(device)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+class MatmulPeak:
+    """Best-so-far FLOP rate of `torch.mm` on square matrices of `side`, one measurement per `measure()`."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype, side: int = PEAK_MATRIX_SIDE) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.a = torch.rand(side, side, generator=generator).to(device, dtype)
+        self.b = torch.rand(side, side, generator=generator).to(device, dtype)
+        self.out = torch.empty(side, side, device=device, dtype=dtype)
+        self.device = device
+        self.flops = 2 * side**3
+        self.best = 0.0
+        self.measure()  # warm-up: thread pool, first-touch of the output
+
+    def measure(self) -> float:
+        seconds, _ = _timed(lambda: torch.mm(self.a, self.b, out=self.out), self.device)
+        self.best = max(self.best, self.flops / seconds)
+        return self.best
+
+
+@dataclass
+class BenchResult:
+    """One `sisr bench` measurement; `asdict` of it is the JSON output."""
+
+    model: str
+    scale: int
+    input_size: list[int]  # LR height, width
+    output_size: list[int]
+    precision: str
+    device: str
+    threads: int
+    tile: int | None  # the tile size used: given, or chosen by `upscale` for a large image
+    fused: bool
+    repeat: int
+    seconds: float  # best of `repeat`
+    seconds_median: float
+    cpu_seconds: float  # process CPU time of the best run (all threads)
+    output_megapixels_per_second: float
+    flops: int
+    gflops_per_second: float
+    matmul_peak_gflops: float
+    matmul_peak_dtype: str
+    matmul_peak_side: int
+    fraction_of_peak: float
+    cpu: str
+    torch_version: str
+    load_average: list[float] | None
+    date: str
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_model(name: str, scale: int | None = None) -> tuple[nn.Module, str]:
+    """A preset name (random weights: speed does not depend on them), a weight file, or `bicubic`."""
+    from .models import PRESETS, build_model, create_model
+    from .weights import resolve_model
+
+    if name == "bicubic":
+        return build_model("bicubic", {"scale": scale or 4}), "bicubic"
+    if name in PRESETS:
+        model = create_model(name)
+    else:
+        model = resolve_model(name, scale)
+    model_scale = getattr(model, "scale", None)
+    if scale is not None and model_scale is not None and int(model_scale) != int(scale):
+        raise SisrError(f"{name}: the network upscales x{model_scale}, but --scale {scale} was asked for")
+    return model, os.path.basename(str(name))
+
+
+def run_bench(
+    model: nn.Module | str,
+    *,
+    size: int | tuple[int, int] = 256,
+    scale: int | None = None,
+    precision: str = "fp32",
+    device: str | torch.device = "cpu",
+    tile: int | None = None,
+    repeat: int = 3,
+    threads: int | None = None,
+    fuse: bool = True,
+    label: str | None = None,
+    peak_side: int = PEAK_MATRIX_SIDE,
+) -> BenchResult:
+    """Time `upscale` of a random size x size RGB uint8 image, best of `repeat` after one warm-up.
+
+    `threads` sets torch's intra-op threads for the run (default: as torch
+    has it, usually the number of cores). The matmul peak is measured once
+    after each timed run, in the precision's dtype, and its best is kept.
+    """
+    from .inference import auto_tile, prepare_model, upscale
+    from .inference.precision import resolve_device
+
+    if repeat < 1:
+        raise SisrError(f"repeat {repeat}: must be at least 1")
+    height, width = (size, size) if isinstance(size, int) else size
+    if height < 2 or width < 2:
+        raise SisrError(f"size {height}x{width}: the input must be at least 2x2 pixels")
+    if isinstance(model, str):
+        model, default_label = load_model(model, scale)
+    else:
+        default_label = type(model).__name__
+    target = resolve_device(device)
+    if threads is not None:
+        if threads < 1:
+            raise SisrError(f"threads {threads}: must be at least 1")
+        torch.set_num_threads(threads)
+    flops = count_flops(model, height, width)
+    prepared = prepare_model(model, precision, target, fuse=fuse)
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+    def once() -> Any:
+        return upscale(prepared, image, tile=tile, precision=precision, device=target)
+
+    output = once()  # warm-up: allocations, kernel choice, caches
+    peak = MatmulPeak(target, PEAK_DTYPES[precision], peak_side)
+    runs = []
+    for _ in range(repeat):
+        runs.append(_timed(once, target))
+        peak.measure()
+    best_wall, best_cpu = min(runs)
+    rate = flops / best_wall
+    return BenchResult(
+        model=label or default_label,
+        scale=int(prepared.scale),
+        input_size=[height, width],
+        output_size=list(output.shape[:2]),
+        precision=precision,
+        device=str(target),
+        threads=torch.get_num_threads(),
+        tile=tile if tile is not None else auto_tile(prepared, height, width),
+        fused=bool(prepared.sisr_inference.fused),
+        repeat=repeat,
+        seconds=best_wall,
+        seconds_median=statistics.median(wall for wall, _ in runs),
+        cpu_seconds=best_cpu,
+        output_megapixels_per_second=output.shape[0] * output.shape[1] / best_wall / 1e6,
+        flops=flops,
+        gflops_per_second=rate / 1e9,
+        matmul_peak_gflops=peak.best / 1e9,
+        matmul_peak_dtype=str(PEAK_DTYPES[precision]).replace("torch.", ""),
+        matmul_peak_side=peak_side,
+        fraction_of_peak=rate / peak.best,
+        cpu=cpu_name() if target.type == "cpu" else torch.cuda.get_device_name(target),
+        torch_version=torch.__version__,
+        load_average=[round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    )
+
+
+def format_result(result: BenchResult) -> str:
+    """The human-readable report of `sisr bench`."""
+    lines = [
+        f"{result.model} x{result.scale}, {result.precision} on {result.device} ({result.threads} threads"
+        f"{', fused blocks' if result.fused else ''}), "
+        f"{result.input_size[1]}x{result.input_size[0]} -> {result.output_size[1]}x{result.output_size[0]}"
+        f"{f', tile {result.tile}' if result.tile else ''}",
+        f"  seconds per image  {result.seconds:.3f} (best of {result.repeat}; median {result.seconds_median:.3f}; "
+        f"{result.cpu_seconds:.3f} CPU s)",
+        f"  output             {result.output_megapixels_per_second:.3f} megapixels/s",
+        f"  model              {result.flops / 1e9:.1f} GFLOP per image -> {result.gflops_per_second:.1f} GFLOP/s",
+        f"  matmul peak        {result.matmul_peak_gflops:.1f} GFLOP/s ({result.matmul_peak_dtype} torch.mm "
+        f"{result.matmul_peak_side}x{result.matmul_peak_side}, best in this run)",
+        f"  fraction of peak   {result.fraction_of_peak:.0%}",
+        f"  machine            {result.cpu}; torch {result.torch_version}"
+        + (f"; load average {result.load_average[0]:.2f}" if result.load_average else ""),
+    ]
+    return "\n".join(lines)
+
+
+def result_dict(result: BenchResult) -> dict[str, Any]:
+    return asdict(result)

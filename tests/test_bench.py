@@ -1,0 +1,79 @@
+"""`sisr bench`: the FLOP count against hand counts, and the report's fields (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from sisr import SisrError, create_model
+from sisr.bench import BenchResult, count_flops, format_result, result_dict, run_bench
+from sisr.cli import main
+
+
+def test_flops_of_a_small_convolution_stack_by_hand():
+    network = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 1))
+    # Per output pixel: 3 * 8 * 9 multiply-adds, then 8 * 3; two FLOPs each; biases and ReLU not counted.
+    assert count_flops(network, 5, 7) == 2 * (3 * 8 * 9 + 8 * 3) * 5 * 7
+
+
+def test_flops_of_edsr_by_hand():
+    model = create_model("edsr-baseline-x4", num_blocks=2, num_filters=4)
+    lr = 6 * 10
+    per_lr_pixel = (
+        3 * 4 * 9  # head
+        + (2 * 2 + 1) * 4 * 4 * 9  # two blocks of two convs, and the body's last conv
+        + 4 * 16 * 9  # first x2 stage at LR size
+        + 4 * (4 * 16 * 9)  # second x2 stage at 2x the size: 4x the pixels
+        + 16 * (4 * 3 * 9)  # tail at 4x: 16x the pixels
+    )
+    assert count_flops(model, 6, 10) == 2 * per_lr_pixel * lr
+
+
+def test_flops_of_wdsr_b_by_hand():
+    model = create_model("wdsr-b-16-x2", num_blocks=3)  # 32 filters, expansion 6 (192), low rank 25
+    per_pixel = 3 * 32 * 9 + 3 * (32 * 192 + 192 * 25 + 25 * 32 * 9) + 32 * 12 * 9 + 3 * 12 * 25
+    assert count_flops(model, 8, 9) == 2 * per_pixel * 8 * 9
+
+
+def test_the_count_leaves_the_model_where_it_was():
+    model = create_model("wdsr-b-16-x2", num_blocks=1)
+    count_flops(model, 8, 8)
+    assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+def test_bench_result_fields_are_consistent():
+    result = run_bench("wdsr-b-16-x2", size=12, repeat=2, peak_side=128, device="cpu")
+    assert isinstance(result, BenchResult)
+    assert result.scale == 2 and result.input_size == [12, 12] and result.output_size == [24, 24]
+    assert result.flops == count_flops(create_model("wdsr-b-16-x2"), 12, 12)
+    assert result.seconds > 0 and result.seconds <= result.seconds_median
+    assert result.gflops_per_second == pytest.approx(result.flops / result.seconds / 1e9)
+    assert result.fraction_of_peak == pytest.approx(result.gflops_per_second / result.matmul_peak_gflops)
+    assert result.output_megapixels_per_second == pytest.approx(24 * 24 / result.seconds / 1e6)
+    assert result.fused and result.threads == torch.get_num_threads()
+    text = format_result(result)
+    assert "seconds per image" in text and "fraction of peak" in text
+
+
+def test_cli_json_has_every_field(capsys):
+    assert main(["bench", "--model", "bicubic", "--scale", "3", "--size", "10", "--repeat", "1", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    expected = set(result_dict(run_bench("bicubic", scale=3, size=4, repeat=1, peak_side=64)).keys())
+    assert set(record) == expected
+    for key in ("seconds", "output_megapixels_per_second", "flops", "matmul_peak_gflops", "fraction_of_peak"):
+        assert key in record
+    assert record["model"] == "bicubic" and record["output_size"] == [30, 30] and record["precision"] == "fp32"
+
+
+def test_bad_requests_are_errors(capsys):
+    assert main(["bench", "--model", "bicubic", "--size", "8"]) == 1
+    assert "--model bicubic needs --scale" in capsys.readouterr().err
+    with pytest.raises(SisrError, match="repeat 0"):
+        run_bench("bicubic", scale=2, size=8, repeat=0)
+    with pytest.raises(SisrError, match="x4, but --scale 2"):
+        run_bench("edsr-baseline-x4", scale=2, size=8, repeat=1)
+    with pytest.raises(SisrError, match="size 1x1"):
+        run_bench("bicubic", scale=2, size=1, repeat=1)
