@@ -180,7 +180,9 @@ def set5_psnr(run: Callable[[np.ndarray], np.ndarray], benchmarks: Path) -> floa
     return float(np.mean(values))
 
 
-def build_rows(args: argparse.Namespace, shared: Path | None, folder: Path, image: np.ndarray) -> tuple[list[Row], list[str]]:
+def build_rows(
+    args: argparse.Namespace, shared: Path | None, folder: Path, image: np.ndarray
+) -> tuple[list[Row], list[str]]:
     notes = []
     keras = shared / "weights" / "keras" / "wdsr-b-32-x4.h5" if shared else None
     rows: list[Row] = []

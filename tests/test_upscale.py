@@ -280,13 +280,14 @@ def test_progress_stays_quiet_off_a_terminal(network, capsys):
     assert captured.out == "" and captured.err == ""
 
 
-# --- the CPU's fused blocks (sisr.inference.fast) -------------------------------------------------
+# --- the CPU's fast paths (sisr.inference.fast) -------------------------------------------------
 
 FUSABLE = {
     "edsr": lambda: create_model("edsr-baseline-x4", num_blocks=2, num_filters=16),
     "edsr-res-scale": lambda: create_model("edsr-x2", num_blocks=2, num_filters=16),  # res_scale 0.1
     "wdsr-a": lambda: create_model("wdsr-a-16-x2", num_blocks=2),
     "wdsr-b": lambda: create_model("wdsr-b-16-x3", num_blocks=2),
+    "wdsr-b-res-scale": lambda: create_model("wdsr-b-16-x2", num_blocks=2, res_scale=0.5),
 }
 
 
@@ -302,22 +303,23 @@ def _trained_like(model):
 
 
 @pytest.mark.parametrize("name", sorted(FUSABLE))
-def test_fused_blocks_compute_what_the_network_computes(name):
-    from sisr.inference.fast import FusedResidualBlock, FusedWideBlockB
+def test_fast_paths_compute_what_the_network_computes(name):
+    from sisr.inference.fast import FusedWideBlockB, StreamedChain
 
     torch.manual_seed(0)
     model = _trained_like(FUSABLE[name]().eval())
-    fused = prepare_model(model, "fp32", "cpu")
+    fast = prepare_model(model, "fp32", "cpu")
     plain = prepare_model(model, "fp32", "cpu", fuse=False)
-    kinds = {type(m) for m in fused.modules()}
-    assert (FusedWideBlockB if name == "wdsr-b" else FusedResidualBlock) in kinds  # the fast path is really on
+    kinds = {type(m) for m in fast.modules()}
+    assert (FusedWideBlockB in kinds) == name.startswith("wdsr-b")  # the fast path is really on where it applies
+    assert (StreamedChain in kinds) == name.startswith("edsr")
     x = torch.rand(2, 3, 19, 23)  # odd sizes; a batch of two
     with torch.inference_mode():
         reference = model(x)
-        torch.testing.assert_close(fused(x), reference, rtol=0, atol=2e-5)
+        torch.testing.assert_close(fast(x), reference, rtol=0, atol=2e-5)
         torch.testing.assert_close(plain(x), reference, rtol=0, atol=2e-5)
     with torch.no_grad():  # outside inference mode the same modules take their plain path
-        torch.testing.assert_close(fused(x), reference, rtol=0, atol=2e-5)
+        torch.testing.assert_close(fast(x), reference, rtol=0, atol=2e-5)
 
 
 def test_the_wide_1x1_pair_runs_in_chunks_that_need_not_divide_the_image(monkeypatch):
@@ -348,21 +350,6 @@ def test_the_streamed_upsampler_equals_layer_by_layer(monkeypatch):
             for rows in (1, 2, 5, 8):
                 monkeypatch.setattr(fast, "STREAM_ROWS", rows)
                 torch.testing.assert_close(fused(x), reference, rtol=0, atol=2e-5)
-
-
-def test_reordered_shuffle_equals_pytorchs_pixel_shuffle():
-    from torch.nn import functional as F
-
-    from sisr.inference.fast import ChannelsLastPixelShuffle, reorder_for_shuffle
-
-    torch.manual_seed(3)
-    conv = torch.nn.Conv2d(4, 5 * 9, 3, padding=1)
-    x = torch.rand(2, 4, 6, 7)
-    expected = F.pixel_shuffle(conv(x), 3)
-    reorder_for_shuffle(conv, 3)
-    for layout in (torch.contiguous_format, torch.channels_last):
-        got = ChannelsLastPixelShuffle(3)(conv(x.contiguous(memory_format=layout)))
-        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
 
 
 def test_fused_models_keep_their_receptive_field():

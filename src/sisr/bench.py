@@ -223,7 +223,7 @@ def format_result(result: BenchResult) -> str:
     """The human-readable report of `sisr bench`."""
     lines = [
         f"{result.model} x{result.scale}, {result.precision} on {result.device} ({result.threads} threads"
-        f"{', fused blocks' if result.fused else ''}), "
+        f"{', sisr fast paths' if result.fused else ''}), "
         f"{result.input_size[1]}x{result.input_size[0]} -> {result.output_size[1]}x{result.output_size[0]}"
         f"{f', tile {result.tile}' if result.tile else ''}",
         f"  seconds per image  {result.seconds:.3f} (best of {result.repeat}; median {result.seconds_median:.3f}; "

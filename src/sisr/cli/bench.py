@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tile", type=int, metavar="PIXELS", help="tile size in LR pixels (default: whole image)")
     parser.add_argument("--repeat", type=int, default=3, metavar="N", help="timed runs; the best counts (default 3)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: torch's, one per core)")
-    parser.add_argument("--no-fuse", action="store_true", help="run the network's own modules, not sisr's fused blocks")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="leave out sisr's CPU fast paths (WDSR-B's chunked 1x1 pair, the streamed upsampler)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     parser.set_defaults(func=run)
 

@@ -1,31 +1,33 @@
-"""Inference-only rewrites of the networks' hot spots: the same arithmetic in fewer passes over memory.
+"""Inference-only rewrites of the networks' memory-bound parts: the same arithmetic, fewer trips to memory.
 
-On a CPU the networks spend their time in convolutions that oneDNN runs near
-the machine's peak, and in the passes over memory between them: a separate
-ReLU, the residual multiply-add, a pixel shuffle that gathers 4-byte values,
-and WDSR-B's wide 1x1 layers, whose 192-channel output is written to memory
-by one layer only to be read back by the next. `optimize_for_inference`
-replaces those blocks, in a prepared copy of the network, by modules that
+On a CPU, oneDNN runs the networks' 3x3 convolutions near the machine's
+peak; the time lost is in layers whose outputs are far larger than their
+arithmetic: WDSR-B's wide 1x1 layers (a 192-channel activation written by
+one layer only to be read back by the next) and EDSR's upsampler (feature
+maps 16x the input's area). `optimize_for_inference` replaces them, in a
+prepared copy of the network, by modules that
 
-* fuse the ReLU and the residual addition into the convolutions (oneDNN
-  post-ops; the residual scale is folded into the second kernel),
 * run WDSR-B's 1x1 expand -> ReLU -> 1x1 reduce as two matrix products over
   a cache-sized run of pixels at a time, so the wide activation never leaves
-  the cache (a 1x1 convolution needs no neighbours: this is exact, with no
-  tile overlap),
-* order an upsampling convolution's output channels so that the pixel
-  shuffle after it copies whole runs of channels instead of single values.
+  the cache (a 1x1 convolution needs no neighbours: exact, no overlap);
+* run an upsampler (convolutions and pixel shuffles) in strips of rows down
+  the image, each convolution keeping the few input rows its next strip
+  needs, so nothing is recomputed and the large maps never exist whole.
 
-Every replacement computes what the block it replaces computes (up to the
+Measured on the development machine (2-core AMD EPYC, AVX2, 256 x 256 x4,
+see benchmarks/bench_inference.py): WDSR-B 32 2.7 s -> 1.3 s on one thread,
+EDSR-baseline's upsampler 1.9 s -> 1.6 s. Tried and left out because they
+measured no faster there: oneDNN's fused conv+ReLU and conv+add for the
+residual blocks, a pixel shuffle over reordered channels, torch.compile.
+
+Each replacement computes what the part it replaces computes (up to the
 order of float additions) and keeps the convolutions as child modules in
-forward order, so `receptive_field` and weight inspection still see them.
-The fast paths run for float32 on the CPU outside autograd; anything else
-(bf16 autocast, CUDA, gradients) takes the plain path of the same module.
+forward order, so `receptive_field` still sees them. The fast paths run for
+float32 on the CPU outside autograd; anything else (bf16 autocast, CUDA,
+gradients) takes the plain path of the same module.
 """
 
 from __future__ import annotations
-
-import functools
 
 import torch
 from torch import nn
@@ -48,7 +50,7 @@ def _autocast_enabled() -> bool:
 
 
 def runs_fast(x: torch.Tensor) -> bool:
-    """Whether the fused CPU kernels apply: float32 on the CPU, no autocast, no autograd."""
+    """Whether the fast paths apply: float32 on the CPU, no autocast, no autograd."""
     return (
         x.device.type == "cpu"
         and x.dtype == torch.float32
@@ -57,85 +59,11 @@ def runs_fast(x: torch.Tensor) -> bool:
     )
 
 
-@functools.lru_cache(maxsize=None)
-def onednn_fusion_available() -> bool:
-    """oneDNN's fused convolution ops exist in this torch build and agree with F.conv2d.
-
-    They are torch's internal ops (what `torch.compile` emits on CPU), so they
-    are checked on a tiny input before being trusted.
-    """
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops, "mkldnn")):
-        return False
-    try:
-        with torch.no_grad():
-            generator = torch.Generator().manual_seed(0)
-            x = torch.rand(1, 4, 5, 6, generator=generator).contiguous(memory_format=torch.channels_last)
-            weight = torch.rand(4, 4, 3, 3, generator=generator) - 0.5
-            bias = torch.rand(4, generator=generator)
-            expected = F.conv2d(x, weight, bias, padding=1)
-            relu = _onednn_conv(x, weight, bias, (1, 1), "relu")
-            added = _onednn_conv_add(x, weight, bias, (1, 1), x)
-        return bool(
-            torch.allclose(relu, expected.relu(), atol=1e-5) and torch.allclose(added, expected + x, atol=1e-5)
-        )
-    except (RuntimeError, AttributeError, TypeError):
-        return False
-
-
-def _onednn_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding, attr: str) -> torch.Tensor:
-    return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, list(padding), [1, 1], [1, 1], 1, attr, [], "")
-
-
-def _onednn_conv_add(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding, residual: torch.Tensor
-) -> torch.Tensor:
-    return torch.ops.mkldnn._convolution_pointwise.binary(
-        x, residual, weight, bias, list(padding), [1, 1], [1, 1], 1, "add", None, None, [], None
-    )
-
-
-def _fusable(conv: nn.Conv2d) -> bool:
+def _is_plain(conv: nn.Conv2d) -> bool:
     return (
         conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
         and isinstance(conv.padding, tuple) and conv.padding_mode == "zeros"
     )
-
-
-def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """relu(conv(x)) in one pass when oneDNN can fuse it."""
-    if runs_fast(x) and _fusable(conv) and onednn_fusion_available():
-        return _onednn_conv(x, conv.weight, conv.bias, conv.padding, "relu")
-    return torch.relu(conv(x))
-
-
-def conv_add(conv: nn.Conv2d, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """residual + conv(x) in one pass when oneDNN can fuse it."""
-    if runs_fast(x) and _fusable(conv) and onednn_fusion_available() and residual.shape[1] == conv.out_channels:
-        return _onednn_conv_add(x, conv.weight, conv.bias, conv.padding, residual)
-    return residual + conv(x)
-
-
-def _scaled_copy(conv: nn.Conv2d, factor: float) -> nn.Conv2d:
-    """`conv` with kernel and bias multiplied by `factor`: conv(x) * s without the extra pass."""
-    if factor == 1.0:
-        return conv
-    with torch.no_grad():
-        conv.weight.mul_(factor)
-        if conv.bias is not None:
-            conv.bias.mul_(factor)
-    return conv
-
-
-class FusedResidualBlock(nn.Module):
-    """x + res_scale * conv2(relu(conv1(x))): EDSR's residual block and WDSR-A's wide block."""
-
-    def __init__(self, first: nn.Conv2d, second: nn.Conv2d, res_scale: float) -> None:
-        super().__init__()
-        self.first = first
-        self.second = _scaled_copy(second, res_scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv_add(self.second, conv_relu(self.first, x), x)
 
 
 class FusedWideBlockB(nn.Module):
@@ -153,7 +81,8 @@ class FusedWideBlockB(nn.Module):
         super().__init__()
         self.expand = expand
         self.reduce = reduce
-        self.conv = _scaled_copy(conv, res_scale)
+        self.conv = conv
+        self.res_scale = res_scale
         with torch.no_grad():
             self.register_buffer("expand_matrix", expand.weight.flatten(1).t().contiguous(), persistent=False)
             self.register_buffer("reduce_matrix", reduce.weight.flatten(1).contiguous(), persistent=False)
@@ -185,7 +114,10 @@ class FusedWideBlockB(nn.Module):
             low = self.low_rank(x.contiguous(memory_format=torch.channels_last))
         else:
             low = self.reduce(torch.relu(self.expand(x)))
-        return conv_add(self.conv, low, x)
+        out = self.conv(low)
+        if self.res_scale != 1.0:
+            out = out * self.res_scale
+        return out.add_(x) if runs_fast(x) else out + x
 
 
 def _bias(conv: nn.Conv2d) -> torch.Tensor:
@@ -194,39 +126,10 @@ def _bias(conv: nn.Conv2d) -> torch.Tensor:
     return torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device)
 
 
-class ChannelsLastPixelShuffle(nn.PixelShuffle):
-    """A pixel shuffle for a convolution whose output channels were reordered by `reorder_for_shuffle`.
-
-    PyTorch's order puts the r*r sub-pixels of one channel next to each other,
-    so in channels-last memory a shuffle moves one float at a time. With the
-    channels ordered (row offset, column offset, channel), one output row is a
-    run of whole `r * C`-float pieces of the input: a fast strided copy.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.upscale_factor
-        batch, channels, height, width = x.shape
-        out_channels = channels // (r * r)
-        pieces = x.permute(0, 2, 3, 1).reshape(batch, height, width, r, r, out_channels)
-        rows = pieces.permute(0, 1, 3, 2, 4, 5).reshape(batch, height * r, width * r, out_channels)
-        return rows.permute(0, 3, 1, 2)
-
-
-def reorder_for_shuffle(conv: nn.Conv2d, factor: int) -> None:
-    """Reorder `conv`'s output channels from (channel, row offset, column offset) to (row, column, channel)."""
-    out = conv.out_channels
-    channels = out // (factor * factor)
-    order = torch.arange(out).view(channels, factor, factor).permute(1, 2, 0).reshape(-1)
-    with torch.no_grad():
-        weight = conv.weight[order].clone()
-        conv.weight.copy_(weight)
-        if conv.bias is not None:
-            conv.bias.copy_(conv.bias[order].clone())
-
-
-# Input rows per strip of a streamed upsampler (x4: 64 output rows). Measured on
-# the development machine: EDSR-baseline x4's upsampler on 256 x 256 went from
-# 1.6 s as whole-image layers to about 1.2 s in strips of 8-32 rows.
+# Input rows per strip of a streamed upsampler (x4: 32 output rows). Measured on
+# the development machine, EDSR-baseline x4's upsampler on 256 x 256, best of 7
+# interleaved: 1.91 s as whole-image layers -> 1.56 s streamed on one thread,
+# 1.16 s -> 1.03 s on two; strips of 4 to 16 rows within a few % of each other.
 STREAM_ROWS = 8
 
 
@@ -266,10 +169,7 @@ class _ConvStage:
 
 def _conv_rows(conv: nn.Conv2d, rows: torch.Tensor) -> torch.Tensor:
     """conv over rows that carry their own vertical context: padding only along the width."""
-    padding = (0, conv.padding[1])
-    if runs_fast(rows) and onednn_fusion_available():
-        return _onednn_conv(rows, conv.weight, conv.bias, padding, "none")
-    return F.conv2d(rows, conv.weight, conv.bias, padding=padding)
+    return F.conv2d(rows, conv.weight, conv.bias, padding=(0, conv.padding[1]))
 
 
 class StreamedChain(nn.Module):
@@ -326,7 +226,7 @@ def _streamable(layers: list[nn.Module]) -> bool:
         and any(isinstance(layer, nn.PixelShuffle) for layer in layers)
         and all(isinstance(layer, (nn.Conv2d, nn.PixelShuffle)) for layer in layers)
         and all(
-            _fusable(conv) and conv.kernel_size[0] % 2 == 1
+            _is_plain(conv) and conv.kernel_size[0] % 2 == 1
             and conv.padding == (conv.kernel_size[0] // 2, conv.kernel_size[1] // 2)
             for conv in convs
         )
@@ -341,43 +241,31 @@ def _flat_layers(module: nn.Sequential) -> list[nn.Module]:
 
 
 def _fused_block(module: nn.Module) -> nn.Module | None:
-    """The fused replacement of a block sisr knows, or None."""
-    from ..models.edsr import ResBlock
-    from ..models.wdsr import WideBlockA, WideBlockB
+    """The fused replacement of a WDSR-B block, or None for anything else."""
+    from ..models.wdsr import WideBlockB
 
-    if isinstance(module, (ResBlock, WideBlockA)):
-        first, relu, second = module.body
-        if isinstance(first, nn.Conv2d) and isinstance(relu, nn.ReLU) and isinstance(second, nn.Conv2d):
-            return FusedResidualBlock(first, second, float(module.res_scale))
     if isinstance(module, WideBlockB):
         expand, relu, reduce, conv = module.body
-        if all(isinstance(c, nn.Conv2d) for c in (expand, reduce, conv)) and isinstance(relu, nn.ReLU):
-            if expand.kernel_size == (1, 1) and reduce.kernel_size == (1, 1) and _fusable(expand) and _fusable(reduce):
+        convs = (expand, reduce, conv)
+        if all(isinstance(c, nn.Conv2d) for c in convs) and isinstance(relu, nn.ReLU):
+            pointwise = [c.kernel_size == (1, 1) and _is_plain(c) for c in (expand, reduce)]
+            if all(pointwise):
                 return FusedWideBlockB(expand, reduce, conv, float(module.res_scale))
     return None
 
 
 def optimize_for_inference(model: nn.Module) -> nn.Module:
-    """Replace known blocks of `model` (modified in place) by their fused inference forms.
+    """Replace WDSR-B blocks and upsamplers of `model` (modified in place) by their fast inference forms.
 
-    Expects a prepared copy (eval mode, weight norm folded): the kernels are
-    read once here, so training this model afterwards would be wrong.
+    Expects a prepared copy (eval mode, weight norm folded): the WDSR-B
+    kernels are read once here as matrices, so training this model afterwards
+    would be wrong.
     """
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             fused = _fused_block(child)
             if fused is not None:
                 setattr(parent, name, fused)
-        if isinstance(parent, nn.Sequential):
-            children = list(parent)
-            for index in range(len(children) - 1):
-                conv, shuffle = children[index], children[index + 1]
-                if (
-                    isinstance(conv, nn.Conv2d) and type(shuffle) is nn.PixelShuffle
-                    and conv.out_channels % (shuffle.upscale_factor ** 2) == 0
-                ):
-                    reorder_for_shuffle(conv, shuffle.upscale_factor)
-                    parent[index + 1] = ChannelsLastPixelShuffle(shuffle.upscale_factor)
     _stream_upsamplers(model)
     return model
 

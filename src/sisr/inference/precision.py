@@ -129,7 +129,7 @@ class InferenceSettings:
     device: torch.device
     autocast_dtype: torch.dtype | None
     channels_last: bool
-    fused: bool = False  # blocks replaced by sisr.inference.fast
+    fused: bool = False  # parts replaced by the fast paths of sisr.inference.fast
 
     def to_input(self, batch: torch.Tensor) -> torch.Tensor:
         """A float32 batch on the model's device, in its memory layout."""
@@ -150,8 +150,9 @@ def prepare_model(
 ) -> nn.Module:
     """An inference copy of `model`: eval mode, weight norm folded, moved; the original is untouched.
 
-    On the CPU the known blocks are also replaced by fused forms (see
-    `sisr.inference.fast`; `fuse=False` keeps the network's own modules).
+    On the CPU, WDSR-B's blocks and upsamplers are also replaced by their
+    fast forms (see `sisr.inference.fast`; `fuse=False` keeps the network's
+    own modules).
     The copy carries its `InferenceSettings` as `sisr_inference`, so `upscale`
     uses it as it is instead of preparing it again.
     """
