@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from .train import FLAG_KEYS as TRAIN_FLAG_KEYS
 from .train import add_run_arguments, flag_values, run_stage
 
-# Flag -> the configuration key it sets; applied after the config file, before --set.
-FLAG_KEYS = {
-    "init": "model.init",
-    "data": "data.train",
-    "data_lr": "data.train_lr",
-    "data_root": "data.root",
-    "val": "val.set",
-    "steps": "train.steps",
-    "batch_size": "data.batch_size",
-    "patch_size": "data.patch_size",
-    "out": "train.out",
-    "device": "train.device",
-    "precision": "train.precision",
-    "workers": "data.workers",
-    "seed": "train.seed",
+# Flag -> the configuration key it sets: sisr train's (less --model: the network comes from --init),
+# plus the GAN stage's own.
+FLAG_KEYS = {flag: key for flag, key in TRAIN_FLAG_KEYS.items() if flag != "model"} | {
     "vgg19_weights": "gan.vgg19_weights",
     "content_layer": "gan.content_layer",
     "adversarial_weight": "gan.adversarial_weight",
