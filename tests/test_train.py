@@ -66,8 +66,10 @@ def test_defaults_follow_the_papers(preset, loss, lr, milestones, steps):
     assert config.out_dir == Path("runs") / preset
 
 
-# Fine-tuning presets (with a [gan] section, for `sisr finetune`) are checked in test_finetune.py.
-@pytest.mark.parametrize("path", sorted(p for p in (REPO / "configs").glob("*.toml") if "\n[gan]" not in p.read_text()),
+# Fine-tuning presets (with a [gan] section, for `sisr finetune`) are checked in test_finetune.py, the
+# recipes of the bundled networks (default-x*.toml) in test_bundled.py.
+@pytest.mark.parametrize("path", sorted(p for p in (REPO / "configs").glob("*.toml")
+                                        if "\n[gan]" not in p.read_text() and not p.name.startswith("default-")),
                          ids=lambda p: p.name)
 def test_preset_config_files_spell_out_the_defaults(path):
     config = load_config(path)
@@ -250,13 +252,36 @@ def test_changed_options_on_resume_are_reported(tmp_path, caplog):
 # --- errors ------------------------------------------------------------------
 
 
-def test_initial_weights_of_another_scale_are_refused(tmp_path):
+def test_initial_weights_of_another_scale_start_everything_but_the_upsampler(tmp_path, caplog):
+    """The EDSR paper's x2 -> x4 start: head and body transfer, the scale-dependent layers start afresh."""
+    from sisr.models import create_model
+    from sisr.weights import load_model, save_model
+
+    x2 = create_model("wdsr-b-16-x2", num_blocks=1, num_filters=8)
+    x2_file = save_model(x2, tmp_path / "x2.safetensors")
+    config = tiny_config(tmp_path, model={"preset": "wdsr-b-16-x4", "args": {"num_blocks": 1, "num_filters": 8},
+                                          "init": str(x2_file)},
+                         data={"patch_size": 16}, train={"steps": 1}, optim={"lr": 1e-12}, val={"set": ""})
+    with caplog.at_level("INFO", logger="sisr"):
+        train(config, progress_bar=False)
+    x4 = load_model(tmp_path / "run" / "last.safetensors")
+    assert x4.scale == 4
+    before = x2.state_dict()
+    after = x4.state_dict()
+    carried = [k for k in after if k in before and before[k].shape == after[k].shape]
+    assert any(k.startswith("body.") for k in carried) and any(k.startswith("head.") for k in carried)
+    for key in carried:  # a learning rate of 1e-12 leaves them as loaded
+        torch.testing.assert_close(after[key], before[key], atol=1e-6, rtol=0)
+    assert not any(k.startswith(("tail.", "skip.")) for k in carried)
+    assert "newly initialised for x4: " in caplog.text and "tail." in caplog.text
+
+
+def test_initial_weights_of_another_scale_and_shape_are_refused(tmp_path):
     from sisr.models import create_model
     from sisr.weights import save_model
 
-    x4 = save_model(create_model("edsr-baseline-x4", num_blocks=1, num_filters=8), tmp_path / "x4.safetensors")
-    with pytest.raises(SisrError, match=r"model.init .*x4.safetensors: a x4 network, but the model is x2 "
-                                         r"\(scale mismatch\)"):
+    x4 = save_model(create_model("edsr-baseline-x4", num_blocks=2, num_filters=8), tmp_path / "x4.safetensors")
+    with pytest.raises(SisrError, match=r"model.init .*x4.safetensors: weights do not fit"):
         train(tiny_config(tmp_path, model={"init": str(x4)}), progress_bar=False)
 
 
@@ -271,6 +296,16 @@ def test_a_patch_larger_than_an_image_names_the_image(tmp_path):
     write_image(tmp_path / "train" / "small.png", _smooth_image(12, 40, 0))
     with pytest.raises(SisrError, match=r"small.png: 40x12 is smaller than one training patch \(16x16 HR"):
         train(tiny_config(tmp_path), progress_bar=False)
+
+
+def test_skip_small_leaves_out_images_smaller_than_a_patch(tmp_path, caplog):
+    make_images(tmp_path / "train", 2)
+    write_image(tmp_path / "train" / "small.png", _smooth_image(12, 40, 0))
+    config = tiny_config(tmp_path, data={"skip_small": True}, train={"steps": 2}, val={"set": ""})
+    with caplog.at_level("WARNING", logger="sisr"):
+        train(config, progress_bar=False)
+    assert "left out (data.skip_small): " in caplog.text and "small.png: 40x12" in caplog.text
+    assert (tmp_path / "run" / "last.safetensors").is_file()
 
 
 def test_scale_mismatch_between_data_and_model(tmp_path):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from torch.nn import functional as F
 from .data.download import Resource, cache_dir
 from .data.download import download as download_file
 from .errors import SisrError
+from .models.vgg import read_state_dict
 
 log = logging.getLogger("sisr")
 
@@ -167,19 +167,6 @@ def _tensor(state: Mapping[str, object], name: str, shape: torch.Size, source: s
     if tensor.shape != shape:
         raise SisrError(f"{source}: {name} has shape {tuple(tensor.shape)}, LPIPS needs {tuple(shape)}")
     return tensor
-
-
-def read_state_dict(path: Path, what: str) -> Mapping[str, object]:
-    """A torch state dict from `path`, read without executing pickled code."""
-    if not path.is_file():
-        raise SisrError(f"{path}: {what} weight file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        raise SisrError(f"{path}: not a readable PyTorch state dict ({error})") from None
-    if not isinstance(state, Mapping):
-        raise SisrError(f"{path}: holds a {type(state).__name__}, not a state dict of named tensors")
-    return state
 
 
 def cached_lpips_paths() -> tuple[Path, Path]:

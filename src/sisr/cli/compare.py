@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("image", metavar="IMAGE", help="the HR image (or the LR input with --lr / --hr)")
     parser.add_argument("--model", action="append", default=[], metavar="M",
-                        help="a weight file; repeat for several (bicubic is always shown)")
+                        help="a weight file or model name; repeat for several (bicubic is always shown; "
+                        "default: the bundled default-x4, or the default for --scale)")
     parser.add_argument("--scale", type=int, metavar="S", help="upscaling factor (default: the first model's)")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="the figure (PNG)")
     parser.add_argument("--lr", action="store_true", help="IMAGE is already low-resolution (no PSNR / SSIM)")
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from ..figures import compare_models, parse_crop, write_figure
     from ..files import check_writable
     from ..image_io import read_image
-    from ..weights import resolve_model
+    from ..weights import default_model_name, resolve_model
 
     check_writable(args.output, args.overwrite)  # fail before the work, not after
     crop = args.crop if args.crop in ("detail", "centre", "center") else parse_crop(args.crop)
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise SisrError(f"--zoom {args.zoom}: must be 1 or more")
     if args.columns is not None and args.columns < 1:
         raise SisrError(f"--columns {args.columns}: must be 1 or more")
-    names = [m for m in args.model if m != "bicubic"]
+    names = [m for m in (args.model or [default_model_name(args.scale)]) if m != "bicubic"]
     models = [resolve_model(m, args.scale) for m in names]
     scale = args.scale
     if scale is None:

@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Y channel of ITU-R BT.601 YCbCr, a border of `scale` pixels cropped.",
     )
     parser.add_argument("--model", action="append", required=True, metavar="M",
-                        help="a weight file, or `bicubic`; repeat for several")
+                        help="a weight file, a bundled default (default-x2/-x3/-x4), a pretrained name, "
+                        "or `bicubic`; repeat for several")
     parser.add_argument("--dataset", action="append", required=True, metavar="D",
                         help="Set5, Set14, BSD100, Urban100, Manga109, DIV2K-valid, or a folder; repeat for several")
     parser.add_argument("--scale", type=int, required=True, choices=[2, 3, 4, 8])

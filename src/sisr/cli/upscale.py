@@ -28,10 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
     parser.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output file or folder")
-    parser.add_argument("--model", required=True, metavar="WEIGHTS",
-                        help="a weight file (sisr .safetensors, or Keras/PyTorch weights), a pretrained model "
-                        "name (`sisr models --pretrained`), or `bicubic` for MATLAB bicubic")
-    parser.add_argument("--scale", type=int, help="the enlargement; required for bicubic, checked against the network")
+    parser.add_argument("--model", metavar="WEIGHTS",
+                        help="the bundled default for --scale when left out (default-x2, -x3, -x4, offline); a "
+                        "weight file (sisr .safetensors, or Keras/PyTorch weights), a pretrained model name "
+                        "(`sisr models --pretrained`), or `bicubic` for MATLAB bicubic")
+    parser.add_argument("--scale", type=int, help="the enlargement (default 4 without --model); required for "
+                        "bicubic, checked against the network")
     parser.add_argument("--tile", type=int, metavar="PIXELS",
                         help="process tiles of at most PIXELS x PIXELS input pixels (bounds memory on large images)")
     parser.add_argument("--tile-overlap", type=int, metavar="PIXELS",
@@ -121,6 +123,10 @@ def load_network(args: argparse.Namespace) -> nn.Module:
     from ..inference import prepare_model
     from ..weights import resolve_model
 
+    from ..weights import default_model_name
+
+    if args.model is None:
+        args.model = default_model_name(args.scale)
     if args.model == "bicubic" and args.scale is None:
         raise SisrError("--model bicubic needs --scale (2, 3, 4, ...)")
     model = resolve_model(args.model, args.scale)

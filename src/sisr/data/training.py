@@ -256,8 +256,12 @@ def _check_sizes(pair: TrainingPair, hr_shape: Sequence[int], lr_shape: Sequence
         problems.append(
             f"{pair.hr_path}: {hr_shape[1]}x{hr_shape[0]} is smaller than one training patch "
             f"({lr_patch * scale}x{lr_patch * scale} HR, {lr_patch}x{lr_patch} LR at x{scale}): "
-            f"leave it out or use --patch-size {min(lr_shape[:2]) * scale} or less")
+            f"leave it out, use --patch-size {min(lr_shape[:2]) * scale} or less, or --set data.skip_small=true")
     return problems
+
+
+def _too_small(problem: str) -> bool:
+    return "is smaller than one training patch" in problem
 
 
 def _prepare_one(pair: TrainingPair, scale: int, lr_patch: int, cache: str,
@@ -308,13 +312,15 @@ def prepare_training_images(
     cache: str = "disk",
     cache_dir: str | os.PathLike | None = None,
     threads: int | None = None,
+    skip_small: bool = False,
 ) -> TrainingImages:
     """Decode and check every pair (in threads: PNG decoding releases the GIL) before training starts.
 
     `cache="disk"` keeps uint8 `.npy` files in `cache_dir` (default
     `<sisr cache>/decoded`), reused by later runs; `"memory"` keeps arrays in RAM.
     Raises one SisrError listing every unreadable file, missing partner, size
-    mismatch and image smaller than a patch.
+    mismatch and image smaller than a patch; with `skip_small`, images smaller
+    than a patch are left out with a warning instead.
     """
     if cache not in ("disk", "memory"):
         raise SisrError(f"data.cache must be 'disk' or 'memory', not {cache!r}")
@@ -339,12 +345,20 @@ def prepare_training_images(
             problems.extend(found)
             if len(pairs) >= 50 and (index + 1) % max(1, len(pairs) // 10) == 0:
                 log.info("  %d of %d images ready", index + 1, len(pairs))
+    if skip_small:
+        small = [problem for problem in problems if _too_small(problem)]
+        for problem in small:
+            log.warning("left out (data.skip_small): %s", problem.split(": leave it out")[0])
+        problems = [problem for problem in problems if not _too_small(problem)]
     raise_problems(problems, "training data")
+    kept = [index for index, stored in enumerate(results) if stored is not None]
+    if not kept:
+        raise SisrError(f"every training image is smaller than one training patch ({hr_patch}x{hr_patch} HR)")
     return TrainingImages(
-        names=[pair.name for pair in pairs],
-        hr=[stored[0] for stored in results],
-        lr=[stored[1] for stored in results],
-        lr_sizes=[tuple(int(n) for n in stored[2]) for stored in results],
+        names=[pairs[index].name for index in kept],
+        hr=[results[index][0] for index in kept],
+        lr=[results[index][1] for index in kept],
+        lr_sizes=[tuple(int(n) for n in results[index][2]) for index in kept],
         scale=scale,
     )
 

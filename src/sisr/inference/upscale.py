@@ -129,7 +129,7 @@ def _rows_of_tiles(tiles: list[Tile]) -> dict[tuple[int, int], list[Tile]]:
 
 
 def plan_upscale(
-    model: nn.Module,
+    model: nn.Module | str,
     image: Any,
     *,
     tile: int | None,
@@ -141,6 +141,10 @@ def plan_upscale(
 ) -> UpscaleRun:
     """Check the image and the network, prepare the network, and plan the tiles (see `upscale`)."""
     label = name or "image"
+    if isinstance(model, str):  # a name as `--model` takes it: "default-x4", a weight file, a zoo name
+        from ..weights import resolve_model
+
+        model = resolve_model(model)
     source = to_source(image)
     check_size(source, label)
     scale = network_scale(model)
@@ -155,7 +159,7 @@ def plan_upscale(
 
 
 def upscale(
-    model: nn.Module,
+    model: nn.Module | str,
     image: Any,
     *,
     tile: int | None = None,
@@ -167,6 +171,9 @@ def upscale(
     name: str | None = None,
 ) -> Any:
     """Enlarge `image` by the network's scale; the result is of the same kind as the input.
+
+    * `model`: a network, or a name as `sisr upscale --model` takes it
+      ("default-x4", a weight file, a pretrained zoo name).
 
     * `image`: a numpy uint8/uint16 array (HxW, HxWx3, HxWx4; HxWx1 and grey +
       alpha HxWx2 too), a PIL image (L, LA, RGB, RGBA, I;16), or a float NCHW

@@ -173,10 +173,10 @@ class VGG19FeatureExtractor(nn.Module):
         self.features.load_state_dict(selected, strict=True)
 
 
-def read_state_dict(path: Path) -> Mapping[str, object]:
-    """A torch state dict from `path`, read without executing pickled code."""
+def read_state_dict(path: Path, what: str = "VGG19") -> Mapping[str, object]:
+    """A torch state dict from `path`, read without executing pickled code; `what` names it in errors."""
     if not path.is_file():
-        raise SisrError(f"{path}: VGG19 weight file not found")
+        raise SisrError(f"{path}: {what} weight file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:

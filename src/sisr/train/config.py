@@ -49,6 +49,7 @@ class DataSection:
     root: str = ""  # where data sets are found and downloaded; "" = the sisr cache
     limit: int = 0  # use only the first N training images; 0 = all
     patch_size: int = 0  # HR patch side in pixels; 0 = the preset's (96)
+    skip_small: bool = False  # leave out images smaller than one patch (with a warning) instead of stopping
     batch_size: int = 16  # patches per step PER PROCESS (global batch = this x world size)
     augment: bool = True  # random horizontal flips and quarter turns
     cache: str = "disk"  # decoded images: "disk" (memory-mapped .npy files) or "memory"

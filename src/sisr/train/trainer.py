@@ -146,15 +146,28 @@ def _check_precision(precision: str, device: torch.device) -> None:
 
 
 def _load_init_weights(model: nn.Module, path: str, spec: dict[str, Any]) -> None:
+    """Start from a weight file; from another scale, take what fits (the EDSR paper's x2 -> x3/x4 start).
+
+    Only the upsampling layers depend on the scale (tail, skip branch); the
+    rest, which is nearly all of the network, transfers as it is.
+    """
     from ..weights import load_state_dict_strict, read_weight_file
 
     saved, tensors, _ = read_weight_file(path)
     if saved["arch"] != spec["arch"]:
         raise SisrError(f"model.init {path}: weights of a {saved['arch']} network, but the model is {spec['arch']}")
-    if int(saved["args"].get("scale", 0)) != int(spec["args"]["scale"]):
-        raise SisrError(f"model.init {path}: a x{saved['args'].get('scale')} network, but the model is "
-                        f"x{spec['args']['scale']} (scale mismatch)")
-    load_state_dict_strict(model, tensors, f"model.init {path}")
+    saved_args = {k: v for k, v in saved["args"].items() if k != "scale"}
+    model_args = {k: v for k, v in spec["args"].items() if k != "scale"}
+    if int(saved["args"].get("scale", 0)) == int(spec["args"]["scale"]) or saved_args != model_args:
+        load_state_dict_strict(model, tensors, f"model.init {path}")
+        return
+    own = model.state_dict()  # same arguments but the scale: what does not fit is the upsampling
+    fitting = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+    left = sorted(set(own) - set(fitting))
+    missing = [k for k in left if k in tensors] + [k for k in left if k not in tensors]
+    model.load_state_dict({**own, **fitting}, strict=True)
+    log.info("model.init: %d of %d tensors from the x%s network %s; newly initialised for x%s: %s",
+             len(fitting), len(own), saved["args"].get("scale"), path, spec["args"]["scale"], ", ".join(missing))
 
 
 def _forward(network: nn.Module, lr_batch: torch.Tensor, hr_batch: torch.Tensor, loss_fn: nn.Module,
@@ -355,7 +368,7 @@ class _Run:
         def prepare():
             pairs, what = training_pairs(self.config, scale, progress=self.context.is_main)
             return prepare_training_images(pairs, scale, hr_patch, cache=data.cache,
-                                           cache_dir=data.cache_dir or None), what
+                                           cache_dir=data.cache_dir or None, skip_small=data.skip_small), what
 
         prepared = distributed.on_main(self.context, prepare)
         if not self.context.is_main:

@@ -1,5 +1,6 @@
 """Weight files: sisr's native format, importing other implementations', export, the pretrained zoo, `--model`."""
 
+from .bundled import BUNDLED, default_model_name, load_bundled
 from .convert import convert, detect_format, load_foreign
 from .export import export_model
 from .native import load_model, load_state_dict_strict, model_spec, read_weight_file, save_model
@@ -7,7 +8,7 @@ from .resolve import resolve_model
 from .zoo import ZooEntry, fetch_pretrained, get_pretrained, list_pretrained, load_pretrained
 
 __all__ = [
-    "ZooEntry", "convert", "detect_format", "export_model", "fetch_pretrained", "get_pretrained", "list_pretrained",
-    "load_foreign", "load_model", "load_pretrained", "load_state_dict_strict", "model_spec", "read_weight_file",
+    "BUNDLED", "ZooEntry", "convert", "default_model_name", "detect_format", "export_model", "fetch_pretrained", "get_pretrained", "list_pretrained",
+    "load_bundled", "load_foreign", "load_model", "load_pretrained", "load_state_dict_strict", "model_spec", "read_weight_file",
     "resolve_model", "save_model",
 ]

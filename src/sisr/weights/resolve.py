@@ -9,13 +9,14 @@ from torch import nn
 
 from ..errors import SisrError
 from ..models import PRESETS, build_model
+from .bundled import BUNDLED, is_bundled_name, load_bundled
 from .convert import detect_format, load_foreign
 from .native import load_model
 from .zoo import close_pretrained_names, is_zoo_name, list_pretrained, load_pretrained
 
 
 def resolve_model(name: str | os.PathLike, scale: int | None = None, device: str = "cpu") -> nn.Module:
-    """A weight file path, a pretrained zoo name (`edsr-baseline-x4@official`), or `bicubic`.
+    """A bundled default (`default-x4`), a weight file path, a zoo name (`edsr-baseline-x4@official`), or `bicubic`.
 
     `bicubic` is the MATLAB bicubic baseline at `scale` (default 4). Weight
     files of other implementations (Keras .h5, official EDSR .pt, BasicSR
@@ -29,7 +30,9 @@ def resolve_model(name: str | os.PathLike, scale: int | None = None, device: str
     if text == "bicubic":
         return build_model("bicubic", {"scale": scale or 4}).to(device).eval()
     path = Path(text)
-    if is_zoo_name(text) and not path.exists():
+    if is_bundled_name(text) and not path.exists():
+        model = load_bundled(text, device=device)
+    elif is_zoo_name(text) and not path.exists():
         model = load_pretrained(text, device=device)
     elif path.suffix or path.exists() or os.sep in text:
         if path.is_file() and detect_format(path) != "sisr":
@@ -45,9 +48,11 @@ def resolve_model(name: str | os.PathLike, scale: int | None = None, device: str
         )
     else:
         close = close_pretrained_names(text)
+        close += [bundled for bundled in BUNDLED if bundled.startswith(text.split("-x")[0]) and bundled != text][:1]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise SisrError(
-            f"--model {text!r}: no such weight file, and not `bicubic` or a pretrained model name{hint}"
+            f"--model {text!r}: no such weight file, and not `bicubic`, a bundled default "
+            f"({', '.join(BUNDLED)}) or a pretrained model name{hint}"
         )
     model_scale = getattr(model, "scale", None)
     if scale is not None and model_scale is not None and int(model_scale) != int(scale):

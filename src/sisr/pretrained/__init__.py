@@ -1,0 +1,1 @@
+"""Weight files of the bundled default networks (see sisr.weights.bundled)."""
