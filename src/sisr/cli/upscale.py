@@ -121,9 +121,7 @@ def check_tiling(args: argparse.Namespace) -> None:
 def load_network(args: argparse.Namespace) -> nn.Module:
     """The network for --model, prepared once for all images (eval, folded, on its device)."""
     from ..inference import prepare_model
-    from ..weights import resolve_model
-
-    from ..weights import default_model_name
+    from ..weights import default_model_name, resolve_model
 
     if args.model is None:
         args.model = default_model_name(args.scale)

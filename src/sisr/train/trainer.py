@@ -164,10 +164,9 @@ def _load_init_weights(model: nn.Module, path: str, spec: dict[str, Any]) -> Non
     own = model.state_dict()  # same arguments but the scale: what does not fit is the upsampling
     fitting = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
     left = sorted(set(own) - set(fitting))
-    missing = [k for k in left if k in tensors] + [k for k in left if k not in tensors]
     model.load_state_dict({**own, **fitting}, strict=True)
     log.info("model.init: %d of %d tensors from the x%s network %s; newly initialised for x%s: %s",
-             len(fitting), len(own), saved["args"].get("scale"), path, spec["args"]["scale"], ", ".join(missing))
+             len(fitting), len(own), saved["args"].get("scale"), path, spec["args"]["scale"], ", ".join(left))
 
 
 def _forward(network: nn.Module, lr_batch: torch.Tensor, hr_batch: torch.Tensor, loss_fn: nn.Module,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def resolve_model(name: str | os.PathLike, scale: int | None = None, device: str
         )
     else:
         close = close_pretrained_names(text)
-        close += [bundled for bundled in BUNDLED if bundled.startswith(text.split("-x")[0]) and bundled != text][:1]
+        close += difflib.get_close_matches(text, list(BUNDLED), n=1, cutoff=0.8)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise SisrError(
             f"--model {text!r}: no such weight file, and not `bicubic`, a bundled default "
