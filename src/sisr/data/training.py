@@ -253,15 +253,22 @@ def _check_sizes(pair: TrainingPair, hr_shape: Sequence[int], lr_shape: Sequence
             f"{pair.lr_path}: LR is {lr_shape[1]}x{lr_shape[0]} but HR {pair.hr_path.name} is "
             f"{hr_shape[1]}x{hr_shape[0]}, which at x{scale} needs {expected[1]}x{expected[0]}{hint}")
     elif min(lr_shape[:2]) < lr_patch:
-        problems.append(
+        problems.append(TooSmall(
             f"{pair.hr_path}: {hr_shape[1]}x{hr_shape[0]} is smaller than one training patch "
-            f"({lr_patch * scale}x{lr_patch * scale} HR, {lr_patch}x{lr_patch} LR at x{scale}): "
-            f"leave it out, use --patch-size {min(lr_shape[:2]) * scale} or less, or --set data.skip_small=true")
+            f"({lr_patch * scale}x{lr_patch * scale} HR, {lr_patch}x{lr_patch} LR at x{scale})",
+            f"leave it out, use --patch-size {min(lr_shape[:2]) * scale} or less, or --set data.skip_small=true"))
     return problems
 
 
-def _too_small(problem: str) -> bool:
-    return "is smaller than one training patch" in problem
+class TooSmall(str):
+    """The one problem that `skip_small` turns into a warning; `fact` is the message without the advice."""
+
+    fact: str
+
+    def __new__(cls, fact: str, advice: str) -> "TooSmall":
+        problem = super().__new__(cls, f"{fact}: {advice}")
+        problem.fact = fact
+        return problem
 
 
 def _prepare_one(pair: TrainingPair, scale: int, lr_patch: int, cache: str,
@@ -346,10 +353,10 @@ def prepare_training_images(
             if len(pairs) >= 50 and (index + 1) % max(1, len(pairs) // 10) == 0:
                 log.info("  %d of %d images ready", index + 1, len(pairs))
     if skip_small:
-        small = [problem for problem in problems if _too_small(problem)]
-        for problem in small:
-            log.warning("left out (data.skip_small): %s", problem.split(": leave it out")[0])
-        problems = [problem for problem in problems if not _too_small(problem)]
+        for problem in problems:
+            if isinstance(problem, TooSmall):
+                log.warning("left out (data.skip_small): %s", problem.fact)
+        problems = [problem for problem in problems if not isinstance(problem, TooSmall)]
     raise_problems(problems, "training data")
     kept = [index for index, stored in enumerate(results) if stored is not None]
     if not kept:
