@@ -26,7 +26,6 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -45,9 +44,8 @@ from .checkpoint import capture_rng_state, check_same_network, restore_rng_state
 from .config import TrainConfig, _merge_into, parse_override, read_toml, set_dotted
 from .ema import WeightAverage
 from .optimization import WeightUpdate
-from .trainer import (BEST_NAME, CONFIG_NAME, LAST_NAME, Progress, TrainResult, _autocast, _check_precision,
-                      _Run)
-from .validation import ValidationSet, evaluate, load_validation_set, to_uint8_image
+from .trainer import (CONFIG_NAME, Progress, TrainResult, _autocast, _check_precision, _Run, _RunFiles)
+from .validation import ValidationSet, load_validation_set, to_uint8_image
 
 DISCRIMINATOR_NAME = "discriminator.safetensors"
 SAMPLES_DIR = "samples"
@@ -270,18 +268,6 @@ def discriminator_step(discriminator: nn.Module, update: WeightUpdate, hr: torch
                 "d_fake": torch.sigmoid(fake_logits).mean()}
 
 
-def _save_weights(model: nn.Module, path: Path, config: FinetuneConfig, step: int, psnr: float | None,
-                  validation: ValidationSet | None) -> Path:
-    from ..weights import save_model
-
-    metadata = {"training_step": str(step), "training_config": config.to_toml(), "source": SOURCE,
-                "generator_init": config.model.init}
-    if psnr is not None and validation is not None:
-        metadata["validation_psnr"] = f"{psnr:.4f}"
-        metadata["validation_set"] = validation.name
-    return save_model(model, path, metadata=metadata, overwrite=True)
-
-
 def _tensorboard(run_log) -> Any:
     """The run log's TensorBoard writer, or None (not installed / not rank 0)."""
     return getattr(run_log, "_writer", None)
@@ -323,6 +309,9 @@ class _GanRun(_Run):
                  extractor: nn.Module | None) -> None:
         super().__init__(config, context, resume=resume, fresh=fresh, progress_bar=progress_bar)
         self.extractor = extractor
+
+    def _weight_metadata(self) -> dict[str, str]:
+        return {"source": SOURCE, "generator_init": self.config.model.init}
 
     def run(self) -> TrainResult:  # noqa: C901 - one loop, kept in one piece like the pixel trainer's
         from .logging import RunLog
@@ -413,7 +402,7 @@ class _GanRun(_Run):
                        world_size=context.world_size, global_batch=global_batch, config=config.to_dict(),
                        lpips=lpips_metric is not None)
 
-        files = {"best": None, "last": None, "checkpoint": self.checkpoint_path if state is not None else None}
+        files = _RunFiles(checkpoint=self.checkpoint_path if state is not None else None)
         fixed_crop = sample_crop(validation, max(hr_patch // scale, 1) * 2) if validation is not None else None
 
         def write_checkpoint() -> None:
@@ -432,22 +421,16 @@ class _GanRun(_Run):
                     "config": config.to_dict(),
                     "world_size": context.world_size,
                 })
-                files["checkpoint"] = self.checkpoint_path
+                files.checkpoint = self.checkpoint_path
 
         def save_networks() -> None:
-            files["last"] = _save_weights(final, self.out_dir / LAST_NAME, config, progress.step,
-                                          progress.last_psnr, validation)
-            _save_weights(discriminator, self.out_dir / DISCRIMINATOR_NAME, config, progress.step, None, None)
+            self._save_last(final, progress, validation, files)
+            self._save_weights(discriminator, self.out_dir / DISCRIMINATOR_NAME, progress.step, None, None)
 
         def validate_and_save() -> None:
             if context.is_main:
                 if validation is not None:
-                    psnr, seconds = evaluate(final, validation, device)
-                    if progress.record_validation(psnr):
-                        files["best"] = _save_weights(final, self.out_dir / BEST_NAME, config, progress.step, psnr,
-                                                      validation)
-                    run_log.validation(progress.step, psnr, progress.best_psnr, progress.best_step,
-                                       validation.name, len(validation), seconds)
+                    self._validate(final, validation, progress, run_log, files)
                     if lpips_metric is not None:
                         distance = validation_lpips(final, validation, lpips_metric, device)
                         run_log.record("val_lpips", step=progress.step, lpips=distance, set=validation.name)
@@ -519,23 +502,9 @@ class _GanRun(_Run):
             write_checkpoint()
             if context.is_main:
                 save_networks()
-        for key, name in (("best", BEST_NAME), ("last", LAST_NAME)):
-            if context.is_main and files[key] is None and (self.out_dir / name).exists():
-                files[key] = self.out_dir / name
-        result = TrainResult(
-            out_dir=self.out_dir, step=progress.step, total_steps=config.train.steps, interrupted=interrupted,
-            resumed_from=resumed_from, best_psnr=progress.best_psnr, best_step=progress.best_step,
-            last_psnr=progress.last_psnr, best_weights=files["best"], last_weights=files["last"],
-            checkpoint=files["checkpoint"], log_file=run_log.path, elapsed_s=time.perf_counter() - session_start,
-            validation_set=validation.name if validation is not None else None, model=final.eval(),
-        )
+        result = self._finish(final, progress, validation, files, run_log, interrupted=interrupted,
+                              resumed_from=resumed_from, started=started, session_start=session_start)
         result.discriminator = discriminator.eval()  # type: ignore[attr-defined]
-        run_log.record("end", step=progress.step, interrupted=interrupted, best_psnr=progress.best_psnr,
-                       best_step=progress.best_step, last_psnr=progress.last_psnr,
-                       elapsed_s=round(result.elapsed_s, 3), setup_s=round(session_start - started, 3))
-        run_log.end_progress()
-        run_log.message(result.summary())
-        run_log.close()
         return result
 
     @staticmethod

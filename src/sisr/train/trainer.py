@@ -251,17 +251,6 @@ class LossMeter:
         return report
 
 
-def _save_weights(model: nn.Module, path: Path, config: TrainConfig, step: int, psnr: float | None,
-                  validation: ValidationSet | None) -> Path:
-    from ..weights import save_model
-
-    metadata = {"training_step": str(step), "training_config": config.to_toml(), "source": "sisr train"}
-    if psnr is not None and validation is not None:
-        metadata["validation_psnr"] = f"{psnr:.4f}"
-        metadata["validation_set"] = validation.name
-    return save_model(model, path, metadata=metadata, overwrite=True)
-
-
 def changed_options(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
     """`key: old -> new` for every option that differs between two configuration dicts."""
     changes = []
@@ -322,6 +311,15 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool | str 
         torch.set_num_threads(threads)
 
 
+@dataclass
+class _RunFiles:
+    """The files a run has written so far, for its TrainResult."""
+
+    checkpoint: Path | None
+    best: Path | None = None
+    last: Path | None = None
+
+
 class _Run:
     def __init__(self, config: TrainConfig, context: distributed.DistributedContext, *,
                  resume: bool | str | os.PathLike, fresh: bool, progress_bar: bool | None) -> None:
@@ -357,6 +355,57 @@ class _Run:
 
         state = distributed.on_main(self.context, read)
         return distributed.broadcast_object(self.context, state), path
+
+    # -- bookkeeping both stages share --
+
+    def _weight_metadata(self) -> dict[str, str]:
+        """What a saved weight file says about where it came from (the GAN stage adds its start)."""
+        return {"source": "sisr train"}
+
+    def _save_weights(self, model: nn.Module, path: Path, step: int, psnr: float | None,
+                      validation: ValidationSet | None) -> Path:
+        from ..weights import save_model
+
+        metadata = {"training_step": str(step), "training_config": self.config.to_toml(), **self._weight_metadata()}
+        if psnr is not None and validation is not None:
+            metadata["validation_psnr"] = f"{psnr:.4f}"
+            metadata["validation_set"] = validation.name
+        return save_model(model, path, metadata=metadata, overwrite=True)
+
+    def _validate(self, final: nn.Module, validation: ValidationSet, progress: Progress, run_log: Any,
+                  files: _RunFiles) -> None:
+        """PSNR on the validation set; `best.safetensors` when it is the best so far (main process only)."""
+        psnr, seconds = evaluate(final, validation, self.device)
+        if progress.record_validation(psnr):
+            files.best = self._save_weights(final, self.out_dir / BEST_NAME, progress.step, psnr, validation)
+        run_log.validation(progress.step, psnr, progress.best_psnr, progress.best_step, validation.name,
+                           len(validation), seconds)
+
+    def _save_last(self, final: nn.Module, progress: Progress, validation: ValidationSet | None,
+                   files: _RunFiles) -> None:
+        files.last = self._save_weights(final, self.out_dir / LAST_NAME, progress.step, progress.last_psnr, validation)
+
+    def _finish(self, final: nn.Module, progress: Progress, validation: ValidationSet | None, files: _RunFiles,
+                run_log: Any, *, interrupted: bool, resumed_from: int | None, started: float,
+                session_start: float) -> TrainResult:
+        """The result, the log's last record and the summary line."""
+        for attribute, name in (("best", BEST_NAME), ("last", LAST_NAME)):
+            if self.context.is_main and getattr(files, attribute) is None and (self.out_dir / name).exists():
+                setattr(files, attribute, self.out_dir / name)  # written by an earlier session of this run
+        result = TrainResult(
+            out_dir=self.out_dir, step=progress.step, total_steps=self.config.train.steps, interrupted=interrupted,
+            resumed_from=resumed_from, best_psnr=progress.best_psnr, best_step=progress.best_step,
+            last_psnr=progress.last_psnr, best_weights=files.best, last_weights=files.last,
+            checkpoint=files.checkpoint, log_file=run_log.path, elapsed_s=time.perf_counter() - session_start,
+            validation_set=validation.name if validation is not None else None, model=final.eval(),
+        )
+        run_log.record("end", step=progress.step, interrupted=interrupted, best_psnr=progress.best_psnr,
+                       best_step=progress.best_step, last_psnr=progress.last_psnr,
+                       elapsed_s=round(result.elapsed_s, 3), setup_s=round(session_start - started, 3))
+        run_log.end_progress()
+        run_log.message(result.summary())
+        run_log.close()
+        return result
 
     def _prepare_data(self, scale: int, hr_patch: int):
         """Rank 0 first: it downloads and fills the decoded cache; the others then find them there."""
@@ -453,7 +502,7 @@ class _Run:
         run_log.record("start", step=progress.step, resumed=resumed_from is not None,
                        world_size=context.world_size, global_batch=global_batch, config=config.to_dict())
 
-        files = {"best": None, "last": None, "checkpoint": self.checkpoint_path if state is not None else None}
+        files = _RunFiles(checkpoint=self.checkpoint_path if state is not None else None)
 
         def write_checkpoint() -> None:
             if context.is_main:
@@ -467,19 +516,13 @@ class _Run:
                     "config": config.to_dict(),
                     "world_size": context.world_size,
                 })
-                files["checkpoint"] = self.checkpoint_path
+                files.checkpoint = self.checkpoint_path
 
         def validate_and_save() -> None:
             if context.is_main:
                 if validation is not None:
-                    psnr, seconds = evaluate(final, validation, self.device)
-                    if progress.record_validation(psnr):
-                        files["best"] = _save_weights(final, self.out_dir / BEST_NAME, config, progress.step, psnr,
-                                                      validation)
-                    run_log.validation(progress.step, psnr, progress.best_psnr, progress.best_step,
-                                       validation.name, len(validation), seconds)
-                files["last"] = _save_weights(final, self.out_dir / LAST_NAME, config, progress.step,
-                                              progress.last_psnr, validation)
+                    self._validate(final, validation, progress, run_log, files)
+                self._save_last(final, progress, validation, files)
             distributed.barrier(context)
 
         session_start = time.perf_counter()
@@ -519,25 +562,9 @@ class _Run:
             run_log.message(f"stopping at step {progress.step} ({self.stop.signal_name})")
             write_checkpoint()
             if context.is_main:
-                files["last"] = _save_weights(final, self.out_dir / LAST_NAME, config, progress.step,
-                                              progress.last_psnr, validation)
-        for key, name in (("best", BEST_NAME), ("last", LAST_NAME)):
-            if context.is_main and files[key] is None and (self.out_dir / name).exists():
-                files[key] = self.out_dir / name  # written by an earlier session of this run
-        result = TrainResult(
-            out_dir=self.out_dir, step=progress.step, total_steps=config.train.steps, interrupted=interrupted,
-            resumed_from=resumed_from, best_psnr=progress.best_psnr, best_step=progress.best_step,
-            last_psnr=progress.last_psnr, best_weights=files["best"], last_weights=files["last"],
-            checkpoint=files["checkpoint"], log_file=run_log.path, elapsed_s=time.perf_counter() - session_start,
-            validation_set=validation.name if validation is not None else None, model=final.eval(),
-        )
-        run_log.record("end", step=progress.step, interrupted=interrupted, best_psnr=progress.best_psnr,
-                       best_step=progress.best_step, last_psnr=progress.last_psnr,
-                       elapsed_s=round(result.elapsed_s, 3), setup_s=round(session_start - started, 3))
-        run_log.end_progress()
-        run_log.message(result.summary())
-        run_log.close()
-        return result
+                self._save_last(final, progress, validation, files)
+        return self._finish(final, progress, validation, files, run_log, interrupted=interrupted,
+                            resumed_from=resumed_from, started=started, session_start=session_start)
 
     def _warn_about_changes(self, state: dict[str, Any], epoch_length: int) -> None:
         if not self.context.is_main:
