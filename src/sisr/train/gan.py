@@ -40,7 +40,7 @@ from ..lpips import LPIPS, lpips_weights_available
 from ..models import build_model
 from ..perceptual import PIXEL_LOSSES, SRGAN_FEATURE_SCALE, ContentLoss, PerceptualLoss, discriminator_loss
 from . import distributed
-from .checkpoint import capture_rng_state, check_same_network, restore_rng_state, save_checkpoint
+from .checkpoint import check_same_network, restore_rng_state
 from .config import TrainConfig, _merge_into, parse_override, read_toml, set_dotted
 from .ema import WeightAverage
 from .optimization import WeightUpdate
@@ -407,7 +407,7 @@ class _GanRun(_Run):
 
         def write_checkpoint() -> None:
             if context.is_main:
-                save_checkpoint(self.checkpoint_path, {
+                self._write_checkpoint(files, progress.state(samples, global_batch), {
                     "stage": "gan",
                     "model_spec": spec,
                     "model": generator.state_dict(),
@@ -416,12 +416,7 @@ class _GanRun(_Run):
                     "discriminator": discriminator.state_dict(),
                     "discriminator_update": d_update.state_dict(),
                     "ema": ema.state_dict() if ema is not None else None,
-                    **progress.state(samples, global_batch),
-                    "rng": capture_rng_state(),
-                    "config": config.to_dict(),
-                    "world_size": context.world_size,
                 })
-                files.checkpoint = self.checkpoint_path
 
         def save_networks() -> None:
             self._save_last(final, progress, validation, files)

@@ -372,6 +372,12 @@ class _Run:
             metadata["validation_set"] = validation.name
         return save_model(model, path, metadata=metadata, overwrite=True)
 
+    def _write_checkpoint(self, files: _RunFiles, position: dict[str, Any], networks: dict[str, Any]) -> None:
+        """Networks and optimizers (`networks`) + data position, RNG states, config: all a resume needs."""
+        save_checkpoint(self.checkpoint_path, {**networks, **position, "rng": capture_rng_state(),
+                                               "config": self.config.to_dict(), "world_size": self.context.world_size})
+        files.checkpoint = self.checkpoint_path
+
     def _validate(self, final: nn.Module, validation: ValidationSet, progress: Progress, run_log: Any,
                   files: _RunFiles) -> None:
         """PSNR on the validation set; `best.safetensors` when it is the best so far (main process only)."""
@@ -506,17 +512,12 @@ class _Run:
 
         def write_checkpoint() -> None:
             if context.is_main:
-                save_checkpoint(self.checkpoint_path, {
+                self._write_checkpoint(files, progress.state(samples, global_batch), {
                     "model_spec": spec,
                     "model": model.state_dict(),
                     **update.state_dict(),
                     "ema": ema.state_dict() if ema is not None else None,
-                    **progress.state(samples, global_batch),
-                    "rng": capture_rng_state(),
-                    "config": config.to_dict(),
-                    "world_size": context.world_size,
                 })
-                files.checkpoint = self.checkpoint_path
 
         def validate_and_save() -> None:
             if context.is_main:
