@@ -25,11 +25,11 @@ def _preset_rows() -> list[dict[str, Any]]:
 
 def _pretrained_rows() -> list[dict[str, Any]]:
     from ..models import build_model, count_parameters
-    from ..models import create_model
+    from ..models import PRESETS, create_model
     from ..weights.bundled import BUNDLED
     from ..weights.zoo import is_cached, list_pretrained
 
-    rows = [{"name": entry.name, "arch": "wdsr", "scale": entry.scale,
+    rows = [{"name": entry.name, "arch": PRESETS[entry.preset].arch, "scale": entry.scale,
              "parameters": count_parameters(create_model(entry.preset)), "source": "bundled",
              "licence": "MIT", "cached": entry.path.is_file(), "url": "",
              "description": f"sisr's default x{entry.scale} network ({entry.preset}, trained on the 291 images by "
