@@ -6,10 +6,12 @@ Every transfer goes to a server on 127.0.0.1 started by the test.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import logging
 import os
 import tarfile
+import threading
 import zipfile
 from pathlib import Path
 
@@ -26,6 +28,9 @@ from sisr.data.download import (
     recorded_sha256_path,
 )
 from sisr.errors import SisrError
+
+# sisr.data re-exports the function `download`, which hides the module of that name.
+download_module = importlib.import_module("sisr.data.download")
 
 PAYLOAD = os.urandom(300_000)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -225,6 +230,62 @@ def test_no_progress_output_when_disabled(served, caplog, monkeypatch):
 
 
 # --- extracting --------------------------------------------------------------
+
+
+def _at_once(count: int, work) -> list:
+    """Run `work()` in `count` threads released together; their results, or the first error."""
+    start = threading.Barrier(count)
+    results: list = [None] * count
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        start.wait()
+        try:
+            results[index] = work()
+        except BaseException as error:  # noqa: BLE001 - re-raised below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.mark.parametrize("checksum", [PAYLOAD_SHA256, None], ids=["sha256", "trust-on-first-use"])
+def test_simultaneous_downloads_of_one_file_fetch_it_once(served, checksum):
+    """Two callers at once (a torchrun job's ranks): one transfer, and both get the whole file.
+
+    Without the lock both would append to the same .part file (a corrupt file or a checksum error).
+    """
+    server, dest = served
+    server.delay_s = 0.5  # both callers are surely waiting on the server, or on each other
+    paths = _at_once(3, lambda: download(server.url("payload.bin"), dest, checksum, progress=False))
+    assert paths == [dest] * 3
+    assert dest.read_bytes() == PAYLOAD
+    assert len(server.requests) == 1
+    assert not part_of(dest).exists()
+
+
+def test_simultaneous_extractions_into_one_folder_unpack_once(tmp_path, monkeypatch):
+    archive = make_zip(tmp_path / "data.zip", {"top/a.txt": b"a" * 1000, "top/b.txt": b"b"})
+    unpacked = []
+    real_unpack = download_module._unpack
+
+    def slow_unpack(archive_path, staging):
+        unpacked.append(archive_path)
+        real_unpack(archive_path, staging)
+        threading.Event().wait(0.3)  # hold the lock long enough for the others to arrive
+
+    monkeypatch.setattr(download_module, "_unpack", slow_unpack)
+    dest = tmp_path / "out"
+    assert _at_once(3, lambda: extract(archive, dest)) == [dest] * 3
+    assert len(unpacked) == 1
+    assert (dest / "top" / "a.txt").read_bytes() == b"a" * 1000
+    assert (dest / "top" / "b.txt").read_bytes() == b"b"
 
 
 def make_zip(path: Path, members: dict[str, bytes]) -> Path:

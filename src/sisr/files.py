@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Iterator
 
 from .errors import SisrError
+
+log = logging.getLogger("sisr")
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -72,3 +76,55 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an advisory lock on the file `path` (created if missing) for the block.
+
+    Two processes fetching the same file into one cache (the ranks of a
+    `torchrun` job, two terminals) would otherwise append to the same `.part`
+    file; the second waits here and then finds the finished file. The lock
+    file is left in place: deleting it would let a third process lock a
+    different file of the same name. `what` names the work in the waiting
+    message.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        if not _try_lock(handle):
+            log.info("waiting for another process %s (lock %s)", what, path)
+            while not _try_lock(handle):
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            _unlock(handle)
+
+
+def _try_lock(handle: IO) -> bool:
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by another process (BlockingIOError / PermissionError)
+        return False
+    return True
+
+
+def _unlock(handle: IO) -> None:
+    if os.name == "nt":
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

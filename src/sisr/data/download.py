@@ -4,7 +4,9 @@ Only the standard library's urllib is used, so downloading adds no dependency.
 A file is streamed to `<dest>.part`, checked against its sha256 and renamed
 into place, so `dest` is either absent or complete and verified. An
 interrupted transfer keeps its `.part` file and the next attempt continues it
-with an HTTP Range request.
+with an HTTP Range request. Processes that fetch or extract the same file
+at once (the ranks of a `torchrun` job) take turns on a lock file beside it,
+so the file is fetched once and the others find it done.
 
 Where no checksum was ever published, `sha256=None` means *trust on first
 use*: the hash of the first download is recorded beside the file
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import SisrError
-from ..files import atomic_write
+from ..files import atomic_write, exclusive_lock
 
 log = logging.getLogger("sisr")
 
@@ -110,16 +112,25 @@ def download(
     if dest.is_file() and _existing_file_is_valid(dest, expected or recorded):
         return dest
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    actual = _fetch_with_retries(url, part, dest, progress, timeout, retries, expected or recorded)
-    _check_digest(url, part, expected, recorded, actual, dest)
-    os.replace(part, dest)
-    if expected is None and recorded is None:
-        _record_sha256(dest, actual)
-        log.info("no published sha256 for %s: recorded %s in %s (trust on first use)",
-                 url, actual, recorded_sha256_path(dest))
+    with exclusive_lock(_lock_path(dest), f"downloading {dest.name}"):
+        # Another process may have finished this file while this one waited.
+        recorded = None if expected else _read_recorded_sha256(dest)
+        if dest.is_file() and _existing_file_is_valid(dest, expected or recorded):
+            return dest
+        part = dest.with_name(dest.name + ".part")
+        actual = _fetch_with_retries(url, part, dest, progress, timeout, retries, expected or recorded)
+        _check_digest(url, part, expected, recorded, actual, dest)
+        os.replace(part, dest)
+        if expected is None and recorded is None:
+            _record_sha256(dest, actual)
+            log.info("no published sha256 for %s: recorded %s in %s (trust on first use)",
+                     url, actual, recorded_sha256_path(dest))
     return dest
+
+
+def _lock_path(target: Path) -> Path:
+    """The lock file that serialises the processes writing `target` (hidden, beside it)."""
+    return target.with_name(f".{target.name}.lock")
 
 
 def fetch(resource: Resource, directory: Path | None = None, *, progress: bool = True) -> Path:
@@ -161,7 +172,13 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
         return dest_dir
     if not archive.is_file():
         raise SisrError(f"{archive}: archive not found")
-    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(_lock_path(dest_dir), f"extracting into {dest_dir}"):
+        if not marker.exists():  # another process may have extracted it while this one waited
+            _extract_unlocked(archive, dest_dir, marker)
+    return dest_dir
+
+
+def _extract_unlocked(archive: Path, dest_dir: Path, marker: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=".extracting", dir=dest_dir.parent))
     try:
         _unpack(archive, staging)
@@ -174,7 +191,6 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("extracted %s into %s", archive, dest_dir)
-    return dest_dir
 
 
 # --- downloading -------------------------------------------------------------
