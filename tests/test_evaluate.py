@@ -130,3 +130,23 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, tiny_model: Path, capsys
     assert "missing.safetensors" in capsys.readouterr().err
     with pytest.raises(SisrError, match="unknown metric"):
         evaluate("bicubic", str(folder), 2, metrics=["lpips"])
+
+
+def test_the_scale_defaults_to_the_networks_own(tmp_path: Path, tiny_model: Path, capsys) -> None:
+    """`sisr evaluate --model default-x4 --dataset Set5` needs no --scale: the network knows it."""
+    folder = make_folder(tmp_path / "mini", 2, count=1)
+    implied = evaluate([str(tiny_model), "bicubic"], str(folder), metrics=["psnr"])
+    given = evaluate([str(tiny_model), "bicubic"], str(folder), 2, metrics=["psnr"])
+    assert [r["scale"] for r in implied] == [2, 2] and implied[0]["crop_border"] == 2
+    assert [r["metrics"] for r in implied] == [r["metrics"] for r in given]
+
+    assert main(["evaluate", "--model", str(tiny_model), "--dataset", str(folder), "--metric", "psnr"]) == 0
+    assert capsys.readouterr().out.startswith("x2 (PSNR)")
+    # bicubic alone has no scale of its own; networks of two scales cannot share one table.
+    with pytest.raises(SisrError, match="pass --scale"):
+        evaluate("bicubic", str(folder))
+    torch.manual_seed(0)
+    x3 = save_model(create_model("edsr-baseline-x3", num_blocks=1, num_filters=8), tmp_path / "tiny-x3.safetensors")
+    assert main(["evaluate", "--model", str(tiny_model), "--model", str(x3), "--dataset", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "tiny-x2 x2" in err and "tiny-x3 x3" in err and "Traceback" not in err

@@ -33,7 +33,7 @@ def model_label(name: str | os.PathLike | nn.Module) -> str:
 def evaluate(
     models: Sequence[str | os.PathLike | nn.Module] | str,
     datasets: Sequence[str | os.PathLike] | str,
-    scale: int,
+    scale: int | None = None,
     *,
     data_root: str | os.PathLike | None = None,
     metrics: Iterable[str] = METRICS,
@@ -53,6 +53,8 @@ def evaluate(
     A record holds `model`, `dataset`, `scale`, `y_channel`, `crop_border`,
     `metrics` (mean over the set), `images` (per-image values) and `seconds`.
     Defaults follow the papers: Y channel of BT.601 YCbCr, border = scale.
+    Without `scale`, the networks' own scale is used (they must agree);
+    `bicubic` alone needs it.
     """
     from .data.benchmarks import load_benchmark
     from .image_io import write_image
@@ -69,13 +71,17 @@ def evaluate(
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise SisrError(f"unknown metric {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    # Networks are loaded first: a wrong name or scale fails before any data is read.
+    networks = [_resolve(model, scale) for model in models]
+    if scale is None:
+        scale = _common_scale(models, networks)
     crop = scale if crop_border is None else crop_border
     functions = {"psnr": psnr, "ssim": ssim}
 
     sets = [load_benchmark(dataset, scale, data_root, progress=progress) for dataset in datasets]
     records = []
-    for model_name in models:
-        model = model_name if isinstance(model_name, nn.Module) else resolve_model(model_name, scale)
+    for model_name, network in zip(models, networks):
+        model = network if network is not None else resolve_model("bicubic", scale)
         if self_ensemble:
             model = SelfEnsemble(model)
         model = prepare_model(model, precision, device)  # once per model, not per image
@@ -101,3 +107,26 @@ def evaluate(
             summary = ", ".join(f"{m} {v:.4f}" for m, v in means.items())
             log.info("%s on %s x%d: %s (%d images, %.1f s)", label, benchmark.name, scale, summary, len(images), seconds)
     return records
+
+
+
+def _resolve(model: str | os.PathLike | nn.Module, scale: int | None) -> nn.Module | None:
+    """The network named by `model`; None for `bicubic`, which is built once the scale is known."""
+    from .weights import resolve_model
+
+    if isinstance(model, nn.Module):
+        return model
+    return None if str(model) == "bicubic" else resolve_model(model, scale)
+
+
+def _common_scale(models: Sequence[str | os.PathLike | nn.Module], networks: list[nn.Module | None]) -> int:
+    """The one scale of `networks` (bicubic has none of its own)."""
+    scales = {model_label(model): int(network.scale) for model, network in zip(models, networks)
+              if network is not None and getattr(network, "scale", None) is not None}
+    if not scales:
+        raise SisrError("no scale given and none to take from the models (bicubic has none): pass --scale / scale=")
+    if len(set(scales.values())) > 1:
+        listed = ", ".join(f"{name} x{value}" for name, value in scales.items())
+        raise SisrError(f"the models upscale by different factors ({listed}): evaluate them separately, "
+                        f"or pass --scale to have the mismatch named")
+    return next(iter(scales.values()))

@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "or `bicubic`; repeat for several")
     parser.add_argument("--dataset", action="append", required=True, metavar="D",
                         help="Set5, Set14, BSD100, Urban100, Manga109, DIV2K-valid, or a folder; repeat for several")
-    parser.add_argument("--scale", type=int, required=True, choices=[2, 3, 4, 8])
+    parser.add_argument("--scale", type=int, choices=[2, 3, 4, 8],
+                        help="the upscaling factor (default: the networks' own; needed for bicubic alone)")
     parser.add_argument("--data-root", metavar="DIR", help="folder holding the sets (else the download cache)")
     parser.add_argument("--metric", action="append", choices=["psnr", "ssim"],
                         help="repeat for several (default: psnr and ssim)")
