@@ -44,17 +44,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", overwrite: bool = Tr
     path = check_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
+    with _renamed_on_success(tmp, path):
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -68,8 +62,15 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
-    try:
+    with _renamed_on_success(tmp, path):
         yield Path(tmp)
+
+
+@contextlib.contextmanager
+def _renamed_on_success(tmp: str, path: Path) -> Iterator[None]:
+    """Rename `tmp` over `path` (with a plain file's permissions) if the block ends well; else delete it."""
+    try:
+        yield
         os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:

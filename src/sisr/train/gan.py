@@ -21,21 +21,17 @@ Output folder: the pixel trainer's files (generator as `best.safetensors` /
 
 from __future__ import annotations
 
-import math
 import os
-import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.training import patch_loader
 from ..errors import SisrError
-from ..files import atomic_write
 from ..lpips import LPIPS, lpips_weights_available
 from ..models import build_model
 from ..perceptual import PIXEL_LOSSES, SRGAN_FEATURE_SCALE, ContentLoss, PerceptualLoss, discriminator_loss
@@ -44,8 +40,9 @@ from .checkpoint import check_same_network, restore_rng_state
 from .config import TrainConfig, _merge_into, parse_override, read_toml, set_dotted
 from .ema import WeightAverage
 from .optimization import WeightUpdate
-from .trainer import (CONFIG_NAME, Progress, TrainResult, _autocast, _check_precision, _Run, _RunFiles)
-from .validation import ValidationSet, load_validation_set, to_uint8_image
+from .trainer import (Progress, TrainResult, _autocast, _check_precision, _Run, _RunFiles,
+                      run_in_context, seed_everything)
+from .validation import ValidationSet, to_uint8_image
 
 DISCRIMINATOR_NAME = "discriminator.safetensors"
 SAMPLES_DIR = "samples"
@@ -183,39 +180,6 @@ def validation_lpips(model: nn.Module, validation: ValidationSet, metric: LPIPS,
     return float(np.mean(values))
 
 
-class GanMeter:
-    """Means of the losses and of D's sigmoid outputs over a log interval, summed on the device."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.sums: dict[str, torch.Tensor] = {}
-        self.steps = 0
-        self.start = time.perf_counter()
-
-    @torch.no_grad()
-    def add(self, **values: torch.Tensor) -> None:
-        for key, value in values.items():
-            total = self.sums.setdefault(key, torch.zeros((), device=self.device))
-            total += value.detach().float()
-        self.steps += 1
-
-    def restart_clock(self) -> None:
-        self.start = time.perf_counter()
-
-    def report(self, global_batch: int) -> dict[str, float]:
-        seconds = max(time.perf_counter() - self.start, 1e-9)
-        steps = max(self.steps, 1)
-        report = {key: float(value) / steps for key, value in self.sums.items()}
-        mse = report.pop("mse", 0.0)
-        report["psnr_rgb"] = 10 * math.log10(1 / mse) if mse > 0 else math.inf
-        report["steps_per_s"] = steps / seconds
-        report["patches_per_s"] = steps * global_batch / seconds
-        self.sums = {}
-        self.steps = 0
-        self.restart_clock()
-        return report
-
-
 def sample_crop(validation: ValidationSet, lr_side: int) -> tuple[torch.Tensor, np.ndarray]:
     """A fixed centre crop of the first validation image: (LR 1x3xhxw in [0, 1], HR uint8)."""
     _, lr, hr = validation.pairs[0]
@@ -287,18 +251,9 @@ def finetune(config: FinetuneConfig | dict | str | os.PathLike, *, resume: bool 
     in tests. Under torchrun every process calls this; rank 0 writes the files.
     """
     config = _as_config(config)
-    owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
-    threads = torch.get_num_threads()
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    context = distributed.setup(config.train.device)
-    try:
-        return _GanRun(config, context, resume=False if fresh else resume, fresh=fresh, progress_bar=progress_bar,
-                       extractor=content_extractor).run()
-    finally:
-        if owns_group:
-            distributed.teardown(context)
-        torch.set_num_threads(threads)
+    return run_in_context(config, lambda context: _GanRun(
+        config, context, resume=False if fresh else resume, fresh=fresh, progress_bar=progress_bar,
+        extractor=content_extractor).run())
 
 
 class _GanRun(_Run):
@@ -313,9 +268,7 @@ class _GanRun(_Run):
     def _weight_metadata(self) -> dict[str, str]:
         return {"source": SOURCE, "generator_init": self.config.model.init}
 
-    def run(self) -> TrainResult:  # noqa: C901 - one loop, kept in one piece like the pixel trainer's
-        from .logging import RunLog
-
+    def run(self) -> TrainResult:  # noqa: C901 - one set-up, kept in one piece like the pixel trainer's
         config, context, device = self.config, self.context, self.device
         gan = config.gan
         started = time.perf_counter()
@@ -323,10 +276,7 @@ class _GanRun(_Run):
         # The VGG (and any LPIPS) weights first: a missing file is reported before any data is prepared.
         loss_fn = build_perceptual_loss(gan, extractor=self.extractor, download=config.data.download)
         lpips_metric = optional_lpips(gan) if config.val.set and context.is_main else None
-        seed = config.train.seed
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        seed_everything(config.train.seed)
         generator = load_generator(config.model.init)
         scale = int(generator.sisr_spec["args"]["scale"])
         discriminator = build_model(DISCRIMINATOR_ARCH, {"num_filters": gan.discriminator_filters})
@@ -342,11 +292,7 @@ class _GanRun(_Run):
                                 f"use another --out folder, or --fresh to start over there")
             check_same_network(state, spec, state_path)
         samples, data_description = self._prepare_data(scale, hr_patch)
-        validation = None
-        if config.val.set:
-            validation = distributed.on_main(context, lambda: load_validation_set(
-                config.val.set, scale, limit=config.val.limit, root=config.data.root,
-                downgrade=config.data.downgrade, download=config.data.download))
+        validation = self._load_validation(scale)
 
         generator.to(device)
         discriminator.to(device)
@@ -375,16 +321,8 @@ class _GanRun(_Run):
         if config.train.compile:
             train_g, train_d = torch.compile(train_g), torch.compile(train_d)
         global_batch = config.data.batch_size * context.world_size
-        loader = patch_loader(samples, config.data.batch_size, start_sample=progress.samples_seen,
-                              rank=context.rank, world_size=context.world_size, workers=config.data.workers,
-                              pin_memory=device.type == "cuda")
-
-        if context.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_write(self.out_dir / CONFIG_NAME, "w", overwrite=True) as handle:
-                handle.write(config.to_toml())
-        run_log = RunLog(self.out_dir, enabled=context.is_main, total_steps=config.train.steps,
-                         start_step=progress.step, progress_bar=self.progress_bar)
+        loader = self._loader(samples, progress)
+        run_log = self._open_log(progress)
         run_log.message(
             f"fine-tuning {spec['arch']} x{scale} from {config.model.init} with VGG "
             f"{gan.content_layer if self.extractor is None else '(given extractor)'} content loss + "
@@ -453,50 +391,26 @@ class _GanRun(_Run):
             if writer is not None:
                 writer.add_image("samples/lr_sr_hr", image, progress.step, dataformats="HWC")
 
+        precision = config.train.precision
+
+        def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+            lr = batch[0].to(device, non_blocking=True).float().div_(255)
+            hr = batch[1].to(device, non_blocking=True).float().div_(255)
+            sr, parts = generator_step(train_g, train_d, g_update, loss_fn, lr, hr, precision, device)
+            if ema is not None:
+                ema.update(generator)
+            d_parts = discriminator_step(train_d, d_update, hr, sr, precision, device)
+            return {**{k: v for k, v in parts.items() if k != "total"}, "generator_loss": parts["total"],
+                    **d_parts, "mse": F.mse_loss(sr, hr)}
+
         session_start = time.perf_counter()
-        meter = GanMeter(device)
-        interrupted = False
-        batches: Iterator = iter(loader)
         generator.train()
         discriminator.train()
-        precision = config.train.precision
-        with self.stop:
-            try:
-                while progress.step < config.train.steps:
-                    if distributed.any_rank(context, self.stop.requested):
-                        interrupted = True
-                        break
-                    lr_batch, hr_batch = next(batches)
-                    lr = lr_batch.to(device, non_blocking=True).float().div_(255)
-                    hr = hr_batch.to(device, non_blocking=True).float().div_(255)
-                    sr, parts = generator_step(train_g, train_d, g_update, loss_fn, lr, hr, precision, device)
-                    if ema is not None:
-                        ema.update(generator)
-                    d_parts = discriminator_step(train_d, d_update, hr, sr, precision, device)
-                    progress.advance(global_batch)
-                    meter.add(**{k: v for k, v in parts.items() if k != "total"}, generator_loss=parts["total"],
-                              **d_parts, mse=F.mse_loss(sr, hr))
-                    run_log.step_done()
-                    step = progress.step
-                    if step % config.train.log_every == 0 or step == config.train.steps:
-                        self._log_interval(run_log, step, meter.report(global_batch), g_update.learning_rate)
-                    if gan.sample_every and (step % gan.sample_every == 0 or step == config.train.steps):
-                        write_sample()
-                    if step % config.val.every == 0 or step == config.train.steps:
-                        validate_and_save()
-                        meter.restart_clock()
-                    if step % config.train.checkpoint_every == 0 or step == config.train.steps:
-                        write_checkpoint()
-            except KeyboardInterrupt:
-                run_log.close()
-                raise
-            finally:
-                del batches
-        if interrupted:
-            run_log.message(f"stopping at step {progress.step} ({self.stop.signal_name})")
-            write_checkpoint()
-            if context.is_main:
-                save_networks()
+        interrupted = self._loop(
+            loader, progress, run_log, global_batch, step=step,
+            log_interval=lambda done, report: self._log_interval(run_log, done, report, g_update.learning_rate),
+            validate_and_save=validate_and_save, write_checkpoint=write_checkpoint, save_on_stop=save_networks,
+            extra=[(gan.sample_every, write_sample)])
         result = self._finish(final, progress, validation, files, run_log, interrupted=interrupted,
                               resumed_from=resumed_from, started=started, session_start=session_start)
         result.discriminator = discriminator.eval()  # type: ignore[attr-defined]

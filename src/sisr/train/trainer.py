@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +39,7 @@ from .checkpoint import (CHECKPOINT_NAME, capture_rng_state, check_same_network,
 from .config import TrainConfig, load_config
 from .ema import WeightAverage
 from .logging import RunLog
+from .meter import Meter
 from .optimization import WeightUpdate
 from .stopping import StopRequest
 from .validation import ValidationSet, evaluate, load_validation_set
@@ -219,38 +219,6 @@ class Progress:
         return cls(int(state["step"]), int(state["samples_seen"]), best["psnr"], best["step"], best.get("last_psnr"))
 
 
-class LossMeter:
-    """Mean loss and patch PSNR over a log interval, summed on the device (no sync every step)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.loss = torch.zeros((), device=device)
-        self.mse = torch.zeros((), device=device)
-        self.steps = 0
-        self.start = time.perf_counter()
-
-    @torch.no_grad()
-    def add(self, loss: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> None:
-        self.loss += loss.detach()
-        self.mse += F.mse_loss(sr.detach(), hr)
-        self.steps += 1
-
-    def restart_clock(self) -> None:
-        self.start = time.perf_counter()
-
-    def report(self, global_batch: int) -> dict[str, float]:
-        """The interval's means and speeds; starts the next interval."""
-        seconds = max(time.perf_counter() - self.start, 1e-9)
-        steps = max(self.steps, 1)
-        mse = float(self.mse) / steps
-        report = {"loss": float(self.loss) / steps, "psnr_rgb": 10 * math.log10(1 / mse) if mse > 0 else math.inf,
-                  "steps_per_s": steps / seconds, "patches_per_s": steps * global_batch / seconds}
-        self.loss.zero_()
-        self.mse.zero_()
-        self.steps = 0
-        self.restart_clock()
-        return report
-
-
 def changed_options(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
     """`key: old -> new` for every option that differs between two configuration dicts."""
     changes = []
@@ -297,18 +265,34 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool | str 
         config = load_config(values=config)
     elif not isinstance(config, TrainConfig):
         config = load_config(config)
+    return run_in_context(config, lambda context: _Run(config, context, resume=False if fresh else resume,
+                                                        fresh=fresh, progress_bar=progress_bar).run())
+
+
+def run_in_context(config: TrainConfig, run: Callable[[distributed.DistributedContext], TrainResult]) -> TrainResult:
+    """`run(context)` with the config's thread count and a process group, both undone afterwards.
+
+    The group is torn down only if this call set it up: a caller that
+    initialised torch.distributed itself keeps it.
+    """
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     threads = torch.get_num_threads()
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     context = distributed.setup(config.train.device)
     try:
-        return _Run(config, context, resume=False if fresh else resume, fresh=fresh,
-                    progress_bar=progress_bar).run()
+        return run(context)
     finally:
         if owns_group:
             distributed.teardown(context)
         torch.set_num_threads(threads)
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, NumPy's and torch's generators: every rank builds the same initial network."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 @dataclass
@@ -413,6 +397,56 @@ class _Run:
         run_log.close()
         return result
 
+    def _loop(self, loader: Any, progress: Progress, run_log: Any, global_batch: int, *,
+              step: Callable[[Any], dict[str, torch.Tensor]], log_interval: Callable[[int, dict[str, float]], None],
+              validate_and_save: Callable[[], None], write_checkpoint: Callable[[], None],
+              save_on_stop: Callable[[], None], extra: Sequence[tuple[int, Callable[[], None]]] = ()) -> bool:
+        """Run `step` on batches up to `train.steps`, with logging, validation and checkpoints on schedule.
+
+        `step(batch)` updates the networks and returns the scalars to average
+        over a log interval; `extra` holds (every, action) pairs run after the
+        log line (every = 0: never). Ctrl-C / SIGTERM on any rank stops every
+        rank at the same step, with a checkpoint and `save_on_stop()` (main
+        process). Returns whether the run was stopped early.
+        """
+        train = self.config.train
+        meter = Meter(self.device)
+        interrupted = False
+        batches: Iterator = iter(loader)
+        with self.stop:
+            try:
+                while progress.step < train.steps:
+                    if distributed.any_rank(self.context, self.stop.requested):
+                        interrupted = True
+                        break
+                    values = step(next(batches))
+                    progress.advance(global_batch)
+                    meter.add(**values)
+                    run_log.step_done()
+                    done = progress.step
+                    last = done == train.steps
+                    if done % train.log_every == 0 or last:
+                        log_interval(done, meter.report(global_batch))
+                    for every, action in extra:
+                        if every and (done % every == 0 or last):
+                            action()
+                    if done % self.config.val.every == 0 or last:
+                        validate_and_save()
+                        meter.restart_clock()  # validation time is not training speed
+                    if done % train.checkpoint_every == 0 or last:
+                        write_checkpoint()
+            except KeyboardInterrupt:
+                run_log.close()
+                raise
+            finally:
+                del batches  # ends DataLoader workers
+        if interrupted:
+            run_log.message(f"stopping at step {progress.step} ({self.stop.signal_name})")
+            write_checkpoint()
+            if self.context.is_main:
+                save_on_stop()
+        return interrupted
+
     def _prepare_data(self, scale: int, hr_patch: int):
         """Rank 0 first: it downloads and fills the decoded cache; the others then find them there."""
         from ..data.training import PatchSamples, prepare_training_images
@@ -430,12 +464,34 @@ class _Run:
         images, what = prepared
         return PatchSamples(images, hr_patch, seed=self.config.train.seed, augment=data.augment), what
 
+    def _load_validation(self, scale: int) -> ValidationSet | None:
+        """The validation set (main process only; None on the others or when `val.set` is empty)."""
+        config = self.config
+        if not config.val.set:
+            return None
+        return distributed.on_main(self.context, lambda: load_validation_set(
+            config.val.set, scale, limit=config.val.limit, root=config.data.root,
+            downgrade=config.data.downgrade, download=config.data.download))
+
+    def _loader(self, samples: Any, progress: Progress) -> Any:
+        """This rank's batches, from the sample the run has reached (so a resumed run sees what it would have)."""
+        data = self.config.data
+        return patch_loader(samples, data.batch_size, start_sample=progress.samples_seen, rank=self.context.rank,
+                            world_size=self.context.world_size, workers=data.workers,
+                            pin_memory=self.device.type == "cuda")
+
+    def _open_log(self, progress: Progress) -> RunLog:
+        """The output folder with the resolved config in it, and the run's log (silent on ranks > 0)."""
+        if self.context.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_write(self.out_dir / CONFIG_NAME, "w", overwrite=True) as handle:
+                handle.write(self.config.to_toml())
+        return RunLog(self.out_dir, enabled=self.context.is_main, total_steps=self.config.train.steps,
+                      start_step=progress.step, progress_bar=self.progress_bar)
+
     def _build_network(self, preset, args: dict[str, Any]) -> nn.Module:
         """The network, initialised from the seed (every rank alike) or from `model.init`."""
-        seed = self.config.train.seed
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        seed_everything(self.config.train.seed)
         model = build_model(preset.arch, args)
         if self.config.model.init:
             _load_init_weights(model, self.config.model.init, model.sisr_spec)
@@ -459,11 +515,7 @@ class _Run:
         if state is not None:
             check_same_network(state, spec, state_path)
         samples, data_description = self._prepare_data(scale, hr_patch)
-        validation = None
-        if config.val.set:
-            validation = distributed.on_main(context, lambda: load_validation_set(
-                config.val.set, scale, limit=config.val.limit, root=config.data.root,
-                downgrade=config.data.downgrade, download=config.data.download))
+        validation = self._load_validation(scale)
 
         model.to(self.device)
         ema = WeightAverage(model, config.train.ema) if config.train.ema > 0 else None
@@ -486,16 +538,8 @@ class _Run:
         if config.train.compile:
             train_model = torch.compile(train_model)
         global_batch = config.data.batch_size * context.world_size
-        loader = patch_loader(samples, config.data.batch_size, start_sample=progress.samples_seen,
-                              rank=context.rank, world_size=context.world_size, workers=config.data.workers,
-                              pin_memory=self.device.type == "cuda")
-
-        if context.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_write(self.out_dir / CONFIG_NAME, "w", overwrite=True) as handle:
-                handle.write(config.to_toml())
-        run_log = RunLog(self.out_dir, enabled=context.is_main, total_steps=config.train.steps,
-                         start_step=progress.step, progress_bar=self.progress_bar)
+        loader = self._loader(samples, progress)
+        run_log = self._open_log(progress)
         parameters = sum(p.numel() for p in model.parameters())
         run_log.message(
             f"training {config.model.preset} x{scale} ({parameters / 1e6:.2f}M parameters) on "
@@ -526,44 +570,20 @@ class _Run:
                 self._save_last(final, progress, validation, files)
             distributed.barrier(context)
 
+        def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+            loss, sr_batch, hr_batch = _forward(train_model, *batch, loss_fn, config.train.precision, self.device)
+            update.apply(loss)
+            if ema is not None:
+                ema.update(model)
+            return {"loss": loss, "mse": F.mse_loss(sr_batch.detach(), hr_batch)}
+
         session_start = time.perf_counter()
-        meter = LossMeter(self.device)
-        interrupted = False
-        batches: Iterator = iter(loader)
         model.train()
-        with self.stop:
-            try:
-                while progress.step < config.train.steps:
-                    if distributed.any_rank(context, self.stop.requested):
-                        interrupted = True
-                        break
-                    lr_batch, hr_batch = next(batches)
-                    loss, sr_batch, hr_batch = _forward(train_model, lr_batch, hr_batch, loss_fn,
-                                                        config.train.precision, self.device)
-                    update.apply(loss)
-                    if ema is not None:
-                        ema.update(model)
-                    progress.advance(global_batch)
-                    meter.add(loss, sr_batch, hr_batch)
-                    run_log.step_done()
-                    step = progress.step
-                    if step % config.train.log_every == 0 or step == config.train.steps:
-                        run_log.interval(step, **meter.report(global_batch), lr=update.learning_rate)
-                    if step % config.val.every == 0 or step == config.train.steps:
-                        validate_and_save()
-                        meter.restart_clock()  # validation time is not training speed
-                    if step % config.train.checkpoint_every == 0 or step == config.train.steps:
-                        write_checkpoint()
-            except KeyboardInterrupt:
-                run_log.close()
-                raise
-            finally:
-                del batches  # ends DataLoader workers
-        if interrupted:
-            run_log.message(f"stopping at step {progress.step} ({self.stop.signal_name})")
-            write_checkpoint()
-            if context.is_main:
-                self._save_last(final, progress, validation, files)
+        interrupted = self._loop(
+            loader, progress, run_log, global_batch, step=step,
+            log_interval=lambda done, report: run_log.interval(done, **report, lr=update.learning_rate),
+            validate_and_save=validate_and_save, write_checkpoint=write_checkpoint,
+            save_on_stop=lambda: self._save_last(final, progress, validation, files))
         return self._finish(final, progress, validation, files, run_log, interrupted=interrupted,
                             resumed_from=resumed_from, started=started, session_start=session_start)
 
