@@ -13,6 +13,7 @@ from PIL import Image
 from sisr.cli import main
 from sisr.errors import SisrError
 from sisr.figures import (
+    chain_stages,
     CROP_BOX_COLOR,
     PALETTE,
     CropBox,
@@ -293,3 +294,25 @@ def test_plots_the_log_the_trainer_writes(tmp_path):
     image = plot_log(tmp_path, log_loss=True)
     _, layout = plot_curves(series, log_loss=True, title=tmp_path.name)
     assert image.size == layout.size and len(layout.plot_areas) == 3  # loss, PSNR, learning rate
+
+
+def test_successive_stages_share_one_step_axis(tmp_path):
+    """A run trained on from another's weights: its steps continue where the first run's ended."""
+    first = _write_log(tmp_path / "first.jsonl", _run_records(range(100, 1001, 100)))
+    (tmp_path / "second").mkdir()
+    _write_log(tmp_path / "second" / "log.jsonl", _run_records(range(100, 501, 100)))
+    chained = chain_stages([read_log(first), read_log(tmp_path / "second")])
+    series = {(s.event, s.name): s for s in log_series(chained)}
+    assert series[("val", "psnr")].steps == [500, 1000, 1500]  # 500 and 1000, then the second run's 500
+    loss = series[("train", "loss")]
+    assert loss.steps == [float(step) for step in range(100, 1501, 100)]
+    assert loss.values[10] == pytest.approx(1 / 100)  # the second run's first record, at step 1000 + 100
+
+    out = tmp_path / "stages.png"
+    assert main(["plot-log", str(first), str(tmp_path / "second"), "-o", str(out)]) == 0
+    _, layout = plot_curves(list(series.values()), title="x")
+    with Image.open(out) as image:
+        assert image.size == layout.size
+    assert plot_log([first, tmp_path / "second"]).size == layout.size
+    with pytest.raises(SisrError, match="no such training log"):
+        plot_log([first, tmp_path / "missing"])

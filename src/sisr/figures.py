@@ -927,17 +927,44 @@ def plot_curves(
     return canvas.finish(), layout
 
 
+def chain_stages(stages: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The records of successive runs (a run continued from another's weights) on one step axis.
+
+    Each stage's steps are shifted by the last step of the stages before it.
+    """
+    chained: list[dict[str, Any]] = []
+    offset = 0.0
+    for records in stages:
+        last = 0.0
+        for record in records:
+            step = _number(record.get("step"))
+            if step is not None:
+                last = max(last, step)
+                record = {**record, "step": step + offset}
+            chained.append(record)
+        offset += last
+    return chained
+
+
 def plot_log(
-    path: str | os.PathLike, *, fields: Sequence[str] | None = None, log_loss: bool = False, smooth: float = 0.0,
-    columns: int | None = None, title: str | None = None,
+    path: str | os.PathLike | Sequence[str | os.PathLike], *, fields: Sequence[str] | None = None,
+    log_loss: bool = False, smooth: float = 0.0, columns: int | None = None, title: str | None = None,
 ) -> Image.Image:
-    """Training curves of a run folder or its `log.jsonl`, as one image."""
-    log_path = find_log(path)
-    curves = log_series(read_log(log_path), fields=fields)
+    """Training curves of a run folder or its `log.jsonl`, as one image.
+
+    Several runs are drawn as successive stages on one step axis (the second
+    starting where the first ended), e.g. a network trained on from another
+    run's weights.
+    """
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not paths:
+        raise SisrError("no training log given")
+    log_paths = [find_log(one) for one in paths]
+    curves = log_series(chain_stages([read_log(one) for one in log_paths]), fields=fields)
     if not curves:
         wanted = f" among {', '.join(fields)}" if fields else ""
-        raise SisrError(f"{log_path}: no numeric fields with a step{wanted} to plot")
+        raise SisrError(f"{', '.join(map(str, log_paths))}: no numeric fields with a step{wanted} to plot")
     if title is None:
-        title = log_path.parent.name if log_path.name == "log.jsonl" else log_path.stem
+        title = " + ".join(one.parent.name if one.name == "log.jsonl" else one.stem for one in log_paths)
     image, _ = plot_curves(curves, log_loss=log_loss, smooth=smooth, columns=columns, title=title)
     return image

@@ -12,7 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "loss, PSNR (training patches and validation, best value marked), learning rate and any other "
         "numeric field that changes. Malformed lines are skipped with a warning.",
     )
-    parser.add_argument("log", metavar="RUN", help="a run folder, or its log.jsonl")
+    parser.add_argument("log", metavar="RUN", nargs="+",
+                        help="a run folder, or its log.jsonl; several: successive stages on one step axis "
+                        "(a run trained on from another's weights)")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="the figure (PNG)")
     parser.add_argument("--field", action="append", metavar="NAME",
                         help="plot only this field (e.g. loss, psnr); repeat for several")
