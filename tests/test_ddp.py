@@ -96,3 +96,40 @@ def test_torchrun_launches_the_command(tmp_path):
     assert checkpoint["world_size"] == 2 and checkpoint["samples_seen"] == 12
     for key, value in single.items():
         torch.testing.assert_close(checkpoint["model"][key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_is_synchronised_across_gpu_processes_and_left_per_process_on_cpu(caplog):
+    """SRResNet's batch norm under DDP: SyncBatchNorm on GPUs (same weights, same keys); a warning on CPU."""
+    import logging
+
+    from torch import nn
+
+    from sisr.models import create_model
+    from sisr.train.distributed import sync_batch_norm
+
+    torch.manual_seed(0)
+    model = create_model("srresnet-x4", num_blocks=2)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    plain = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert plain > 0
+
+    with caplog.at_level(logging.WARNING, logger="sisr"):
+        assert sync_batch_norm(model, torch.device("cpu")) is model
+    assert f"{plain} batch norm layer(s)" in caplog.text and "per process" in caplog.text
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
+
+    # The conversion itself needs no GPU: check what a CUDA run would train.
+    assert sync_batch_norm(model, torch.device("cuda", 0)) is model
+    assert sum(isinstance(m, nn.SyncBatchNorm) for m in model.modules()) == plain
+    after = model.state_dict()
+    assert list(after) == list(before)
+    assert all(torch.equal(after[key], before[key]) for key in before)
+    model.eval()  # outside training SyncBatchNorm is plain batch norm, so it runs on the CPU too
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+
+    wdsr = create_model("wdsr-b-16-x2")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sisr"):
+        assert sync_batch_norm(wdsr, torch.device("cpu")) is wdsr
+    assert caplog.text == ""  # no batch norm, nothing to say

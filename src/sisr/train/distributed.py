@@ -115,11 +115,39 @@ def any_rank(context: DistributedContext, flag: bool) -> bool:
     return bool(tensor.item() > 0)
 
 
+def sync_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
+    """Batch norm layers (SRResNet's) that share their batch statistics across processes, on GPUs.
+
+    Each process sees 1/N of the global batch; per-process statistics would
+    make the network depend on the number of processes. The layers are
+    replaced inside `model` (same parameters and buffers, same state-dict
+    keys). PyTorch synchronises batch norm only on GPUs: on the CPU the
+    statistics stay per process, and a warning says so.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             and not isinstance(m, nn.SyncBatchNorm)]
+    if not norms:
+        return model
+    if device.type != "cuda":
+        import logging
+
+        logging.getLogger("sisr").warning(
+            "%d batch norm layer(s): their batch statistics are per process on %s (PyTorch synchronises "
+            "batch norm only on GPUs); the result differs a little from one process on the global batch",
+            len(norms), device.type)
+        return model
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if converted is not model:
+        raise SisrError("a bare batch norm layer cannot be trained under DDP; wrap it in a network")
+    return model
+
+
 def wrap(model: nn.Module, context: DistributedContext) -> nn.Module:
     """DDP around the network when there are several processes (it averages the gradients)."""
     if not context.distributed:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
+    sync_batch_norm(model, context.device)
     device_ids = [context.device.index] if context.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
