@@ -257,3 +257,20 @@ def test_an_empty_folder(capsys, tmp_path, weights):
     status, err = run_cli(capsys, tmp_path / "empty", "-o", tmp_path / "out", "--model", weights)
     assert status == 1
     assert_one_error_line(err, "empty: folder has no image files")
+
+
+def test_a_photo_keeps_its_colour_profile_and_is_upscaled_upright(capsys, tmp_path, weights):
+    from PIL import ImageCms
+
+    from sisr.image_io import read_icc_profile
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers turn it 90 degrees clockwise
+    source = tmp_path / "phone.jpg"
+    Image.fromarray(photo(12, 16)).save(source, quality=95, icc_profile=profile, exif=exif)
+    for output in ("up.png", "up.jpg", "up.tif"):
+        status, err = run_cli(capsys, source, "-o", tmp_path / output, "--model", weights)
+        assert status == 0, err
+        assert read_icc_profile(tmp_path / output) == profile
+        assert read_image(tmp_path / output).shape == (32, 24, 3)  # upright: 16 x 12 shown, x2

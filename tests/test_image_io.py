@@ -63,3 +63,39 @@ def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0o600
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("suffix,dtype", [(".png", np.uint8), (".png", np.uint16), (".jpg", np.uint8),
+                                          (".webp", np.uint8), (".tif", np.uint8), (".tif", np.uint16)])
+def test_a_colour_profile_is_written_where_the_format_holds_one(tmp_path: Path, suffix: str, dtype) -> None:
+    from sisr.image_io import read_icc_profile
+
+    profile = _srgb_profile()
+    image = (np.random.default_rng(0).integers(0, 256, (9, 7, 3)) * (257 if dtype == np.uint16 else 1)).astype(dtype)
+    path = write_image(tmp_path / f"profiled{suffix}", image, icc_profile=profile)
+    assert read_icc_profile(path) == profile
+    if suffix not in (".jpg", ".webp"):  # lossy
+        assert np.array_equal(read_image(path), image)  # the profile changes no pixel
+    assert read_icc_profile(write_image(tmp_path / f"plain{suffix}", image)) is None
+    # BMP has no place for a profile: written without one, not refused.
+    assert read_icc_profile(write_image(tmp_path / "profiled.bmp", image.astype(np.uint8), icc_profile=profile)) is None
+
+
+@pytest.mark.parametrize("orientation,turn", [(1, lambda a: a), (3, lambda a: np.rot90(a, 2)),
+                                              (6, lambda a: np.rot90(a, -1)), (8, lambda a: np.rot90(a, 1)),
+                                              (2, lambda a: a[:, ::-1])])
+def test_exif_orientation_is_applied_as_viewers_do(tmp_path: Path, orientation: int, turn) -> None:
+    """A phone photo stored sideways with an EXIF Orientation tag is read upright."""
+    from PIL import Image
+
+    stored = np.random.default_rng(orientation).integers(0, 256, (6, 10, 3)).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "phone.png", exif=exif)  # lossless, so pixels can be compared
+    assert np.array_equal(read_image(tmp_path / "phone.png"), turn(stored))

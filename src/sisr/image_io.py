@@ -3,6 +3,11 @@
 Pillow reads and writes everything except 16-bit colour PNG and TIFF, which
 it silently truncates to 8 bits; those go through pypng and tifffile so
 16-bit stays 16-bit.
+
+Photos are read the way viewers show them: an EXIF orientation (a phone
+held upright stores its pixels sideways) is applied. A colour profile (ICC,
+e.g. a phone's Display P3) is read by `read_icc_profile` and written back by
+`write_image(..., icc_profile=...)`, so an upscaled photo keeps its colours.
 """
 
 from __future__ import annotations
@@ -36,6 +41,17 @@ def _read_png16(path: Path) -> np.ndarray:
     return array[:, :, 0] if planes == 1 else array
 
 
+def _png_with_icc(encoded: bytes, profile: bytes) -> bytes:
+    """Insert an iCCP chunk after IHDR (pypng writes none): what Pillow writes for 8-bit PNG."""
+    import struct
+    import zlib
+
+    data = b"ICC Profile\0\0" + zlib.compress(profile)  # name, NUL, compression method 0 (deflate)
+    chunk = struct.pack(">I", len(data)) + b"iCCP" + data + struct.pack(">I", zlib.crc32(b"iCCP" + data))
+    end_of_ihdr = len(_PNG_SIGNATURE) + 8 + 13 + 4  # length, type, 13 bytes of data, CRC
+    return encoded[:end_of_ihdr] + chunk + encoded[end_of_ihdr:]
+
+
 def _read_tiff16(path: Path) -> np.ndarray | None:
     """A 16-bit TIFF as uint16 (HxW or HxWxC); None for other TIFFs, which Pillow reads well."""
     import tifffile
@@ -64,8 +80,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             tiff = _read_tiff16(path)
             if tiff is not None:
                 return tiff
-        with Image.open(path) as image:
-            image.load()
+        with Image.open(path) as opened:
+            opened.load()
+            image = _upright(opened)
             if image.mode in ("I;16", "I;16B", "I;16L"):
                 return np.asarray(image, dtype=np.uint16)
             if image.mode in ("I", "F"):
@@ -85,6 +102,29 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise SisrError(f"{path}: not a readable image ({error})") from None
     except Exception as error:  # decoders raise a zoo of types on damaged files
         raise SisrError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
+
+
+def _upright(image):
+    """The image turned as its EXIF orientation says (the same image when it has none)."""
+    from PIL import ImageOps
+
+    try:
+        orientation = image.getexif().get(0x0112, 1)  # the EXIF Orientation tag
+    except Exception:  # a damaged EXIF block: the pixels are still good
+        return image
+    return ImageOps.exif_transpose(image) if orientation not in (None, 1) else image
+
+
+def read_icc_profile(path: str | os.PathLike) -> bytes | None:
+    """The file's embedded ICC colour profile, or None (none, or not readable by Pillow)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:  # reads the header only
+            profile = image.info.get("icc_profile")
+    except Exception:
+        return None
+    return bytes(profile) if profile else None
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -108,18 +148,33 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _write_png16(path: Path, array: np.ndarray) -> None:
+def _write_png16(path: Path, array: np.ndarray, icc_profile: bytes | None) -> None:
+    import io
+
     import png
 
     planes = 1 if array.ndim == 2 else array.shape[2]
     height, width = array.shape[:2]
     writer = png.Writer(width, height, greyscale=planes in (1, 2), alpha=planes in (2, 4), bitdepth=16)
-    with open(path, "wb") as handle:
-        writer.write(handle, array.reshape(height, width * planes))
+    encoded = io.BytesIO()
+    writer.write(encoded, array.reshape(height, width * planes))
+    data = encoded.getvalue()
+    if icc_profile:
+        data = _png_with_icc(data, icc_profile)
+    path.write_bytes(data)
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = False, quality: int = 95) -> Path:
-    """Encode by the file's extension, atomically; an existing file needs overwrite=True."""
+# Formats that can carry an ICC profile (Pillow: PNG, JPEG, WebP, TIFF; tifffile: 16-bit TIFF).
+_ICC_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = False, quality: int = 95,
+                icc_profile: bytes | None = None) -> Path:
+    """Encode by the file's extension, atomically; an existing file needs overwrite=True.
+
+    `icc_profile` (from `read_icc_profile`) is embedded where the format
+    allows it; BMP and PPM have no place for one and are written without.
+    """
     from PIL import Image
 
     path = Path(path)
@@ -134,15 +189,19 @@ def write_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = Fa
         image = to_uint8(image)  # these formats are 8-bit only
     if image.dtype not in (np.uint8, np.uint16):
         raise SisrError(f"{path}: images are written from uint8 or uint16 arrays, not {image.dtype}")
+    if suffix not in _ICC_SUFFIXES:
+        icc_profile = None
     with atomic_path(path, overwrite=overwrite) as tmp:
         if image.dtype == np.uint16 and suffix == ".png":
-            _write_png16(tmp, image)
+            _write_png16(tmp, image, icc_profile)
         elif image.dtype == np.uint16 and image.ndim == 3:
             import tifffile
 
-            tifffile.imwrite(tmp, image, photometric="rgb")
+            tifffile.imwrite(tmp, image, photometric="rgb", iccprofile=icc_profile)
         else:
-            options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
+            options: dict = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
+            if icc_profile:
+                options["icc_profile"] = icc_profile
             pil = Image.fromarray(image)
             if suffix in (".jpg", ".jpeg") and pil.mode == "RGBA":
                 raise SisrError(f"{path}: JPEG cannot hold an alpha channel; write PNG, WebP or TIFF")

@@ -140,7 +140,7 @@ def upscale_file(model: nn.Module, job: Job, args: argparse.Namespace) -> tuple[
     import torch
 
     from ..files import check_writable
-    from ..image_io import read_image, write_image
+    from ..image_io import read_icc_profile, read_image, write_image
     from ..inference import upscale
 
     if job.source.resolve() == job.target.resolve():
@@ -158,7 +158,8 @@ def upscale_file(model: nn.Module, job: Job, args: argparse.Namespace) -> tuple[
     except torch.OutOfMemoryError:
         hint = "use a smaller --tile" if args.tile else "use --tile 256 (or smaller)"
         raise SisrError(f"{job.source}: out of memory; {hint}") from None
-    write_image(job.target, result, overwrite=args.overwrite)
+    # The same colours as the input: its colour profile goes with the pixels.
+    write_image(job.target, result, overwrite=args.overwrite, icc_profile=read_icc_profile(job.source))
     return result.shape[1], result.shape[0]
 
 
