@@ -14,7 +14,7 @@ from sisr.cli import main
 from sisr.errors import SisrError
 from sisr.image_io import read_image, write_image
 from sisr.losses import pixel_loss
-from sisr.train import TrainConfig, load_config, train
+from sisr.train import load_config, train
 from sisr.weights import load_model, read_weight_file
 
 REPO = Path(__file__).resolve().parents[1]

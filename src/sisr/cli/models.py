@@ -33,7 +33,7 @@ def _pretrained_rows() -> list[dict[str, Any]]:
              "parameters": count_parameters(create_model(entry.preset)), "source": "bundled",
              "licence": "MIT", "cached": entry.path.is_file(), "url": "",
              "description": f"sisr's default x{entry.scale} network ({entry.preset}, trained on the 291 images by "
-                            f"{entry.config}); ships with the package, works offline", "reported_psnr": None}
+                            f"{' then '.join(entry.recipe)}); ships with the package, works offline", "reported_psnr": None}
             for entry in BUNDLED.values()]
     for entry in list_pretrained():
         rows.append({"name": entry.name, "arch": entry.arch, "scale": entry.scale,

@@ -2,7 +2,7 @@
 
 `default-x2`, `default-x3` and `default-x4` are 16-block WDSR-B networks that
 sisr's own `sisr train` made from the "291" images (configs/default-x*.toml
-record how). They are stored in fp16 (about 0.6 MB each) under
+record how, in two stages). They are stored in fp16 (about 0.6 MB each) under
 `sisr/pretrained/` and load as float32. They are the out-of-the-box choice;
 DIV2K-trained networks (the zoo, or `sisr train` on DIV2K) reach the papers'
 numbers.
@@ -28,16 +28,23 @@ class BundledModel:
     name: str
     scale: int
     preset: str
-    config: str  # the training config in the repository that made it
+    recipe: tuple[str, ...]  # the training configs in the repository that made it, in order
+
+    @property
+    def config(self) -> str:
+        """The config of the last stage: the one the weight file records."""
+        return self.recipe[-1]
 
     @property
     def path(self) -> Path:
         return Path(str(resources.files("sisr.pretrained") / f"{self.name}.safetensors"))
 
 
+# Each scale: a first stage (x3 and x4 start from x2's first stage), then a
+# second one from the first's weights with a restarted learning rate.
 BUNDLED: dict[str, BundledModel] = {
     f"default-x{scale}": BundledModel(f"default-x{scale}", scale, f"wdsr-b-16-x{scale}",
-                                      f"configs/default-x{scale}.toml")
+                                      (f"configs/default-x{scale}.toml", f"configs/default-x{scale}-stage2.toml"))
     for scale in (2, 3, 4)
 }
 
