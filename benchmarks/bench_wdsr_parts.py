@@ -6,7 +6,8 @@ One block of wdsr-b-32-x4 (32 features, 192 wide, 25 low-rank) on a
 size x size channels-last float32 input, timed part by part as sisr's fast
 path runs it (`sisr.inference.fast.FusedWideBlockB`): the fused 1x1 expand ->
 ReLU -> 1x1 reduce pair at several chunk sizes, the 3x3 convolution, the
-whole block; plus the two matrix products of one chunk alone. Each row gives
+whole block; plus the two matrix products of one chunk alone (the reduce also
+padded to 32 outputs, counted at its useful FLOPs, to see if the padding pays). Each row gives
 its FLOPs (2 x multiply-adds) over its seconds as a fraction of the fp32
 `torch.mm` peak measured between the rows. The 32 blocks of the network are
 this block 32 times; the rows say which part keeps wdsr-b-32-x4 from the
@@ -86,6 +87,9 @@ def main() -> None:
         2 * chunk * WIDE * NARROW)
     row(f"reduce product alone ({chunk} px, pixels x channels)", lambda: torch.mm(hidden, block.reduce_matrix.t()),
         2 * chunk * WIDE * NARROW)
+    padded = torch.cat([block.reduce_matrix, block.reduce_matrix.new_zeros(32 - NARROW, WIDE)])
+    row(f"reduce product padded to 32 outputs ({chunk} px, pixels x channels; FLOPs of 25)",
+        lambda: torch.mm(hidden, padded.t()), 2 * chunk * WIDE * NARROW)
     row("3x3 conv 25 -> 32", lambda: conv(low), conv_flops)
     row("whole block", lambda: block(x), pair_flops + conv_flops)
 

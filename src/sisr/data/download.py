@@ -108,12 +108,8 @@ def download(
     """
     dest = Path(dest)
     expected = _normalise_sha256(sha256, url)
-    recorded = None if expected else _read_recorded_sha256(dest)
-    if dest.is_file() and _existing_file_is_valid(dest, expected or recorded):
-        return dest
-
     with exclusive_lock(_lock_path(dest), f"downloading {dest.name}"):
-        # Another process may have finished this file while this one waited.
+        # Checked under the lock: another process may have finished this file while this one waited.
         recorded = None if expected else _read_recorded_sha256(dest)
         if dest.is_file() and _existing_file_is_valid(dest, expected or recorded):
             return dest
