@@ -77,3 +77,16 @@ def test_bad_requests_are_errors(capsys):
         run_bench("edsr-baseline-x4", scale=2, size=8, repeat=1)
     with pytest.raises(SisrError, match="size 1x1"):
         run_bench("bicubic", scale=2, size=1, repeat=1)
+
+
+def test_the_peak_measures_in_the_asked_precision_and_leaves_torchs_tf32_switch_alone():
+    """On CUDA, float32 convolutions run on TF32 tensor cores by default, so fp32 rows are compared with the
+    TF32 product peak; measuring it must not change the switch that the user's own products follow."""
+    from sisr.bench import MatmulPeak
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    peak = MatmulPeak(torch.device("cpu"), torch.float32, 64, tf32=not before)
+    assert peak.best > 0 and peak.flops == 2 * 64**3
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+    result = run_bench("bicubic", scale=2, size=8, repeat=1)  # CPU: the 2048 product, plain float32
+    assert result.matmul_peak_side == 2048 and result.matmul_peak_dtype == "float32"

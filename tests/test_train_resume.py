@@ -7,6 +7,7 @@ a resumed run shares nothing with the first one but the output folder.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from sisr import SisrError
 from sisr.image_io import write_image
 from sisr.train import load_config, train
 
@@ -44,10 +46,11 @@ def _write_config(tmp_path: Path) -> Path:
     return path
 
 
-def _start(config: Path, out: Path, steps: int) -> subprocess.Popen:
+def _start(config: Path, out: Path, steps: int, new_session: bool = False) -> subprocess.Popen:
     command = [sys.executable, "-c", RUN_CLI, "train", str(config), "--out", str(out), "--steps", str(steps),
                "--no-progress"]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=new_session)
 
 
 def _finish(process: subprocess.Popen, expected_rc: int = 0) -> str:
@@ -91,19 +94,38 @@ def test_half_then_resume_in_another_process_equals_uninterrupted(tmp_path):
     assert [r["step"] for r in records if r["event"] == "train"] == list(range(1, 9))
 
 
+def _wait_for_step(process: subprocess.Popen, log: Path, step: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if log.is_file() and any(json.loads(line).get("step", 0) >= step for line in log.read_text().splitlines()
+                                 if line.strip()):
+            return
+        assert process.poll() is None, process.communicate()[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no step {step} in {log} within 120 s")
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_reaches_the_workers_too_and_still_saves(tmp_path):
+    """`timeout`, `kill -- -PGID` and batch schedulers signal every process of the group: the DataLoader
+    worker must leave the stopping to the training process instead of dying and failing the run."""
+    config = _write_config(tmp_path)
+    killed = tmp_path / "killed"
+    process = _start(config, killed, 100000, new_session=True)
+    _wait_for_step(process, killed / "log.jsonl", 3)
+    os.killpg(process.pid, signal.SIGTERM)
+    output = _finish(process, expected_rc=130)
+    assert "SIGTERM received" in output and "run the same command again to continue" in output
+    assert "DataLoader worker" not in output
+    assert torch.load(killed / "checkpoint.pt", weights_only=True)["step"] >= 3
+
+
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_the_resumed_run_matches(tmp_path):
     config = _write_config(tmp_path)
     killed = tmp_path / "killed"
     process = _start(config, killed, 100000)
-    log = killed / "log.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if log.is_file() and any(json.loads(line).get("step", 0) >= 3 for line in log.read_text().splitlines()
-                                 if line.strip()):
-            break
-        assert process.poll() is None, process.communicate()[0]
-        time.sleep(0.05)
+    _wait_for_step(process, killed / "log.jsonl", 3)
     process.send_signal(signal.SIGTERM)
     output = _finish(process, expected_rc=130)
     assert "SIGTERM received" in output and "run the same command again to continue" in output
@@ -115,3 +137,24 @@ def test_sigterm_saves_a_checkpoint_and_the_resumed_run_matches(tmp_path):
     _train_here(config, tmp_path / "whole", total)
     _finish(resumed)
     _assert_same_state(tmp_path / "whole", killed)
+
+
+def test_a_resumed_run_does_not_need_its_init_weights_any_more(tmp_path):
+    """The checkpoint holds the weights: a run continued on another machine, or after the init file was
+    moved, resumes instead of stopping at the missing `model.init`."""
+    from sisr.weights import save_model
+    from sisr.models import create_model
+
+    init = tmp_path / "start.safetensors"
+    save_model(create_model("wdsr-b-16-x2", num_blocks=1), init)
+    values = load_config(_write_config(tmp_path)).to_dict()
+    values["model"]["init"] = str(init)
+    config = tmp_path / "from-init.toml"
+    config.write_text(load_config(values=values).to_toml())
+    out = tmp_path / "run"
+    _train_here(config, out, 2)
+    init.unlink()
+    with pytest.raises(SisrError, match="weight file not found"):  # a new run still needs it
+        _train_here(config, tmp_path / "other", 2)
+    _train_here(config, out, 4)
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4

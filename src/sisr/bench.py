@@ -29,6 +29,9 @@ from .errors import SisrError
 # a fraction of a second on a laptop core, large enough for the BLAS to reach
 # its best blocking (3072 and 4096 measured no higher on the development machine).
 PEAK_MATRIX_SIDE = 2048
+# On a GPU 2048^2 is far too small to fill the chip: an H200 reached 140 TFLOP/s
+# in fp16 at 2048 and 793 at 8192 (2026-11-26), so fractions came out 5x too high.
+CUDA_PEAK_MATRIX_SIDE = 8192
 PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -64,8 +67,10 @@ def _timed(function: Callable[[], Any], device: torch.device) -> tuple[float, fl
 class MatmulPeak:
     """Best-so-far FLOP rate of `torch.mm` on square matrices of `side`, one measurement per `measure()`."""
 
-    def __init__(self, device: torch.device, dtype: torch.dtype, side: int = PEAK_MATRIX_SIDE) -> None:
+    def __init__(self, device: torch.device, dtype: torch.dtype, side: int = PEAK_MATRIX_SIDE,
+                 tf32: bool = False) -> None:
         generator = torch.Generator().manual_seed(0)
+        self.tf32 = tf32  # float32 products on TF32 tensor cores (CUDA), as cuDNN runs float32 convolutions
         self.a = torch.rand(side, side, generator=generator).to(device, dtype)
         self.b = torch.rand(side, side, generator=generator).to(device, dtype)
         self.out = torch.empty(side, side, device=device, dtype=dtype)
@@ -75,7 +80,12 @@ class MatmulPeak:
         self.measure()  # warm-up: thread pool, first-touch of the output
 
     def measure(self) -> float:
-        seconds, _ = _timed(lambda: torch.mm(self.a, self.b, out=self.out), self.device)
+        previous = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = self.tf32
+        try:
+            seconds, _ = _timed(lambda: torch.mm(self.a, self.b, out=self.out), self.device)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = previous
         self.best = max(self.best, self.flops / seconds)
         return self.best
 
@@ -151,13 +161,15 @@ def run_bench(
     threads: int | None = None,
     fuse: bool = True,
     label: str | None = None,
-    peak_side: int = PEAK_MATRIX_SIDE,
+    peak_side: int | None = None,
 ) -> BenchResult:
     """Time `upscale` of a random size x size RGB uint8 image, best of `repeat` after one warm-up.
 
     `threads` sets torch's intra-op threads for the run (default: as torch
     has it, usually the number of cores). The matmul peak is measured once
-    after each timed run, in the precision's dtype, and its best is kept.
+    after each timed run, in the precision's dtype, and its best is kept; on
+    CUDA, fp32 is compared with the TF32 peak when cuDNN may use TF32 for
+    convolutions (PyTorch's default), and `peak_side` defaults to 8192.
     """
     from .inference import auto_tile, prepare_model, upscale
     from .inference.precision import resolve_device
@@ -184,7 +196,10 @@ def run_bench(
         return upscale(prepared, image, tile=tile, precision=precision, device=target)
 
     output = once()  # warm-up: allocations, kernel choice, caches
-    peak = MatmulPeak(target, PEAK_DTYPES[precision], peak_side)
+    if peak_side is None:
+        peak_side = CUDA_PEAK_MATRIX_SIDE if target.type == "cuda" else PEAK_MATRIX_SIDE
+    tf32 = target.type == "cuda" and precision == "fp32" and bool(torch.backends.cudnn.allow_tf32)
+    peak = MatmulPeak(target, PEAK_DTYPES[precision], peak_side, tf32=tf32)
     runs = []
     for _ in range(repeat):
         runs.append(_timed(once, target))
@@ -209,7 +224,7 @@ def run_bench(
         flops=flops,
         gflops_per_second=rate / 1e9,
         matmul_peak_gflops=peak.best / 1e9,
-        matmul_peak_dtype=str(PEAK_DTYPES[precision]).replace("torch.", ""),
+        matmul_peak_dtype="tf32" if tf32 else str(PEAK_DTYPES[precision]).replace("torch.", ""),
         matmul_peak_side=peak_side,
         fraction_of_peak=rate / peak.best,
         cpu=cpu_name() if target.type == "cpu" else torch.cuda.get_device_name(target),

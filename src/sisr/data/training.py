@@ -466,11 +466,14 @@ class StepSampler(Sampler[int]):
 
 
 def _ignore_interrupts(worker_id: int) -> None:
-    """Ctrl-C is for the training process, which finishes its step and saves a checkpoint;
-    a worker killed by it first would turn that into a DataLoader error."""
+    """Ctrl-C and SIGTERM are for the training process, which finishes its step and saves a checkpoint;
+    a worker killed by them first would turn that into a DataLoader error. Both reach the workers too when
+    sent to the whole process group: a terminal's Ctrl-C, `timeout`, `kill -- -PGID`, a batch scheduler.
+    The workers still end with the training process (PyTorch's watchdog notices a parent that is gone)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def patch_loader(samples: PatchSamples, batch_size: int, *, start_sample: int = 0, rank: int = 0,

@@ -489,11 +489,15 @@ class _Run:
         return RunLog(self.out_dir, enabled=self.context.is_main, total_steps=self.config.train.steps,
                       start_step=progress.step, progress_bar=self.progress_bar)
 
-    def _build_network(self, preset, args: dict[str, Any]) -> nn.Module:
-        """The network, initialised from the seed (every rank alike) or from `model.init`."""
+    def _build_network(self, preset, args: dict[str, Any], *, resuming: bool) -> nn.Module:
+        """The network, initialised from the seed (every rank alike) or from `model.init`.
+
+        A resumed run takes its weights from the checkpoint, so `model.init` is not read: it may
+        have been moved or deleted since, or the run continues on another machine without it.
+        """
         seed_everything(self.config.train.seed)
         model = build_model(preset.arch, args)
-        if self.config.model.init:
+        if self.config.model.init and not resuming:
             _load_init_weights(model, self.config.model.init, model.sisr_spec)
         return model
 
@@ -508,10 +512,9 @@ class _Run:
             raise SisrError(f"data.patch_size {hr_patch} is not a multiple of the scale {scale}")
         _check_precision(config.train.precision, self.device)
         loss_fn = pixel_loss(config.train.loss)
-        model = self._build_network(preset, args)
-        spec = model.sisr_spec
-
         state, state_path = self._resume_state()
+        model = self._build_network(preset, args, resuming=state is not None)
+        spec = model.sisr_spec
         if state is not None:
             check_same_network(state, spec, state_path)
         samples, data_description = self._prepare_data(scale, hr_patch)
