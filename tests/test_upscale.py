@@ -304,7 +304,7 @@ def _trained_like(model):
 
 @pytest.mark.parametrize("name", sorted(FUSABLE))
 def test_fast_paths_compute_what_the_network_computes(name):
-    from sisr.inference.fast import FusedWideBlockB, StreamedChain
+    from sisr.inference.fast import FusedWideBlockB, InPlaceResBlock, StreamedChain
 
     torch.manual_seed(0)
     model = _trained_like(FUSABLE[name]().eval())
@@ -313,6 +313,7 @@ def test_fast_paths_compute_what_the_network_computes(name):
     kinds = {type(m) for m in fast.modules()}
     assert (FusedWideBlockB in kinds) == name.startswith("wdsr-b")  # the fast path is really on where it applies
     assert (StreamedChain in kinds) == name.startswith("edsr")
+    assert (InPlaceResBlock in kinds) == name.startswith("edsr")
     x = torch.rand(2, 3, 19, 23)  # odd sizes; a batch of two
     with torch.inference_mode():
         reference = model(x)
