@@ -2,10 +2,10 @@
 
 `default-x2`, `default-x3` and `default-x4` are 16-block WDSR-B networks that
 sisr's own `sisr train` made from the "291" images (configs/default-x*.toml
-record how: two stages on a CPU, then, for x2 and x4, a third on a GPU). They are stored in fp16 (about 0.6 MB each) under
-`sisr/pretrained/` and load as float32. They are the out-of-the-box choice;
-DIV2K-trained networks (the zoo, or `sisr train` on DIV2K) reach the papers'
-numbers.
+record how: two stages on a CPU, then, for x2 and x4, a third on a GPU).
+They are stored in fp16 (about 0.6 MB each) under `sisr/pretrained/` and load
+as float32. They are the out-of-the-box choice; DIV2K-trained networks (the
+zoo, or `sisr train` on DIV2K) reach the papers' numbers.
 """
 
 from __future__ import annotations
