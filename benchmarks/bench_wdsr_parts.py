@@ -83,13 +83,13 @@ def main() -> None:
     fast.PIXELS_PER_CHUNK = original
     row(f"expand product alone ({chunk} px)", lambda: torch.mm(a, block.expand_matrix),
         2 * chunk * FEATURES * WIDE)
-    row(f"reduce product alone ({chunk} px, transposed)", lambda: torch.mm(block.reduce_matrix, hidden.t()),
+    narrow_matrix = reduce.weight.detach().flatten(1)  # 25 x 192
+    row(f"reduce product alone ({chunk} px, transposed: the earlier form)",
+        lambda: torch.mm(narrow_matrix, hidden.t()), 2 * chunk * WIDE * NARROW)
+    row(f"reduce product alone ({chunk} px, pixels x 25 channels)", lambda: torch.mm(hidden, narrow_matrix.t()),
         2 * chunk * WIDE * NARROW)
-    row(f"reduce product alone ({chunk} px, pixels x channels)", lambda: torch.mm(hidden, block.reduce_matrix.t()),
-        2 * chunk * WIDE * NARROW)
-    padded = torch.cat([block.reduce_matrix, block.reduce_matrix.new_zeros(32 - NARROW, WIDE)])
-    row(f"reduce product padded to 32 outputs ({chunk} px, pixels x channels; FLOPs of 25)",
-        lambda: torch.mm(hidden, padded.t()), 2 * chunk * WIDE * NARROW)
+    row(f"reduce product padded to {block.reduce_matrix.shape[1]} outputs ({chunk} px; sisr's form; FLOPs of 25)",
+        lambda: torch.mm(hidden, block.reduce_matrix), 2 * chunk * WIDE * NARROW)
     row("3x3 conv 25 -> 32", lambda: conv(low), conv_flops)
     row("whole block", lambda: block(x), pair_flops + conv_flops)
 

@@ -17,7 +17,9 @@ prepared copy of the network, by modules that
 
 Measured on the development machine (2-core AMD EPYC, AVX2, 256 x 256 x4,
 see benchmarks/bench_inference.py): WDSR-B 32 2.7 s -> 1.3 s on one thread,
-EDSR-baseline's upsampler 1.9 s -> 1.6 s. Tried and left out because they
+EDSR-baseline's upsampler 1.9 s -> 1.6 s; the reduce product as pixel rows
+padded to 32 columns then took WDSR-B 32 from 0.88-1.04 s to 0.69-0.75 s on
+two threads. Tried and left out because they
 measured no faster there: oneDNN's fused conv+ReLU and conv+add for the
 residual blocks, a pixel shuffle over reordered channels, torch.compile;
 WDSR-B's 25-channel reduce padded to 32 (zero rows, and a 3x3 convolution
@@ -42,9 +44,16 @@ from torch.nn import functional as F
 # 192-channel activation of 2048 pixels is 1.5 MB, which stays in the caches.
 # Measured on the development machine (256 x 256, one block): 1 thread,
 # 1024-4096 pixels within 5 % of each other and 2.2-2.5x faster than two
-# whole-image 1x1 convolutions; 2 threads, 4096 pixels per product best
-# (20 ms vs 21.4 at 2048 and 25.7 at 8192).
+# whole-image 1x1 convolutions. With the reduce product as below, the whole
+# WDSR-B-32 x4 network on 2 threads (best of 7 interleaved, 2026-11-26): 512,
+# 1024, 2048, 4096 pixels per thread 0.78, 0.74, 0.69, 0.78 s.
 PIXELS_PER_CHUNK = 2048
+# The reduce product's output columns, padded with zeros to a multiple of this.
+# WDSR-B-32 x4 on 256 x 256, 2 threads, best of 7-8 interleaved (2026-11-26):
+# one run 0.75 s padded 25 -> 32, 0.81 s unpadded, 0.88 s transposed (25 rows
+# x pixels, the earlier form); another 0.69 s padded to 32, 0.84 s to 40,
+# 1.04 s transposed.
+REDUCE_OUTPUTS_MULTIPLE = 8
 
 
 def _autocast_enabled() -> bool:
@@ -77,9 +86,10 @@ class FusedWideBlockB(nn.Module):
     The two 1x1 convolutions are matrix products over pixels; they run
     `PIXELS_PER_CHUNK` pixels at a time so that the wide activation of a run
     stays in the cache, and only the narrow low-rank result is written to
-    memory. The reduce product is computed transposed (channels x pixels),
-    the shape that vectorises along pixels; its 25 output channels would
-    waste most of a vector the other way round.
+    memory. Both products keep pixels as rows (no transposed operand for the
+    BLAS to repack), and the reduce product's outputs are padded with zero
+    columns to a multiple of `REDUCE_OUTPUTS_MULTIPLE` (25 -> 32), which
+    vectorises; the padding is dropped when the chunk is copied out.
     """
 
     def __init__(self, expand: nn.Conv2d, reduce: nn.Conv2d, conv: nn.Conv2d, res_scale: float) -> None:
@@ -88,30 +98,35 @@ class FusedWideBlockB(nn.Module):
         self.reduce = reduce
         self.conv = conv
         self.res_scale = res_scale
+        self.narrow = reduce.out_channels
+        padded = -(-self.narrow // REDUCE_OUTPUTS_MULTIPLE) * REDUCE_OUTPUTS_MULTIPLE
         with torch.no_grad():
+            reduce_matrix = reduce.weight.new_zeros(reduce.in_channels, padded)
+            reduce_matrix[:, : self.narrow] = reduce.weight.flatten(1).t()
+            reduce_bias = reduce.weight.new_zeros(padded)
+            reduce_bias[: self.narrow] = _bias(reduce)
             self.register_buffer("expand_matrix", expand.weight.flatten(1).t().contiguous(), persistent=False)
-            self.register_buffer("reduce_matrix", reduce.weight.flatten(1).contiguous(), persistent=False)
-            self.register_buffer("reduce_bias", _bias(reduce)[:, None].contiguous(), persistent=False)
             self.register_buffer("expand_bias", _bias(expand), persistent=False)
+            self.register_buffer("reduce_matrix", reduce_matrix, persistent=False)
+            self.register_buffer("reduce_bias", reduce_bias, persistent=False)
 
     def low_rank(self, x: torch.Tensor) -> torch.Tensor:
         """reduce(relu(expand(x))) for a channels-last float32 CPU tensor, chunk by chunk."""
         batch, channels, height, width = x.shape
         pixels = x.permute(0, 2, 3, 1).reshape(-1, channels)  # a view for channels-last input
         count = pixels.shape[0]
-        narrow = self.reduce_matrix.shape[0]
-        out = torch.empty((batch, height, width, narrow), dtype=x.dtype)
-        out_pixels = out.view(-1, narrow)
+        out = torch.empty((batch, height, width, self.narrow), dtype=x.dtype)
+        out_pixels = out.view(-1, self.narrow)
         chunk = min(PIXELS_PER_CHUNK * max(1, torch.get_num_threads()), count)
         wide = torch.empty((chunk, self.expand_matrix.shape[1]), dtype=x.dtype)
-        narrow_t = torch.empty((narrow, chunk), dtype=x.dtype)
+        narrow = torch.empty((chunk, self.reduce_matrix.shape[1]), dtype=x.dtype)
         for start in range(0, count, chunk):
             stop = min(start + chunk, count)
             size = stop - start
             hidden = torch.addmm(self.expand_bias, pixels[start:stop], self.expand_matrix, out=wide[:size])
             hidden.relu_()
-            reduced = torch.addmm(self.reduce_bias, self.reduce_matrix, hidden.t(), out=narrow_t[:, :size])
-            out_pixels[start:stop].copy_(reduced.t())
+            reduced = torch.addmm(self.reduce_bias, hidden, self.reduce_matrix, out=narrow[:size])
+            out_pixels[start:stop].copy_(reduced[:, : self.narrow])
         return out.permute(0, 3, 1, 2)  # NCHW view of channels-last memory
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
