@@ -153,8 +153,14 @@ class Canvas:
             self.pixels[:, channels, rows, columns] = values.to(self.pixels.device, self.pixels.dtype)
             return
         levels = torch.floor(values * self.source.maximum + 0.5)
-        levels = levels.to(torch.uint8 if self.source.maximum == 255 else torch.int32)
-        self.pixels[rows, columns, channels] = levels[0].permute(1, 2, 0).cpu().numpy()
+        if self.source.maximum == 255:
+            # Straight into the canvas: from a GPU, no second host copy of the
+            # result (a 4096^2 RGB output is 50 MB; on an H200 the host-side
+            # copies of it took longer than the network, 2026-11-26).
+            target = torch.from_numpy(self.pixels[rows, columns, channels])
+            target.copy_(levels.to(torch.uint8)[0].permute(1, 2, 0))
+        else:  # 16-bit: numpy casts the int32 levels into the uint16 canvas
+            self.pixels[rows, columns, channels] = levels.to(torch.int32)[0].permute(1, 2, 0).cpu().numpy()
 
     def _hr_slices(self, tile: Tile) -> tuple[slice, slice]:
         s = self.scale
