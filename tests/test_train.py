@@ -336,6 +336,13 @@ def test_fp16_needs_cuda(tmp_path):
         train(tiny_config(tmp_path, train={"precision": "fp16", "device": "cpu"}), progress_bar=False)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_cuda_config_without_cuda_says_how_to_run_on_the_cpu(tmp_path):
+    """The bundled networks' stage-3 configs name device = "cuda"; on a CPU-only machine the error says what to do."""
+    with pytest.raises(SisrError, match=r"train.device=cuda: .*no CUDA \(--device cpu trains on the CPU instead\)"):
+        train(tiny_config(tmp_path, train={"device": "cuda"}), progress_bar=False)
+
+
 # --- the command -------------------------------------------------------------
 
 

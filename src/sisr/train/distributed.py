@@ -47,7 +47,8 @@ def pick_device(option: str, local_rank: int = 0) -> torch.device:
         raise SisrError(f"train.device: {option!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise SisrError(f"train.device={option}: this torch build or machine has no CUDA")
+            raise SisrError(f"train.device={option}: this torch build or machine has no CUDA "
+                            "(--device cpu trains on the CPU instead)")
         if device.index is None:
             device = torch.device(f"cuda:{local_rank}")
     return device
