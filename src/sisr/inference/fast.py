@@ -19,9 +19,10 @@ Measured on the development machine (2-core AMD EPYC, AVX2, 256 x 256 x4,
 see benchmarks/bench_inference.py): WDSR-B 32 2.7 s -> 1.3 s on one thread,
 EDSR-baseline's upsampler 1.9 s -> 1.6 s; the reduce product as pixel rows
 padded to 32 columns then took WDSR-B 32 from 0.88-1.04 s to 0.69-0.75 s on
-two threads. Tried and left out because they
-measured no faster there: oneDNN's fused conv+ReLU and conv+add for the
-residual blocks, a pixel shuffle over reordered channels, torch.compile;
+two threads. Tried and left out because they measured no faster there:
+oneDNN's fused conv+ReLU and conv+add for the residual blocks, a pixel
+shuffle over reordered channels, torch.compile, oneDNN's linear with a
+bias + ReLU post-op for the expand product (0.62 ms vs 0.54 per chunk);
 WDSR-B's 25-channel reduce padded to 32 (zero rows, and a 3x3 convolution
 reading 32 channels): 1.23 s against 0.99 s for the network; EDSR's last
 convolution (64 -> 3) padded to 8 outputs: faster alone on cached strips,
