@@ -274,3 +274,33 @@ def test_a_photo_keeps_its_colour_profile_and_is_upscaled_upright(capsys, tmp_pa
         assert status == 0, err
         assert read_icc_profile(tmp_path / output) == profile
         assert read_image(tmp_path / output).shape == (32, 24, 3)  # upright: 16 x 12 shown, x2
+
+
+@pytest.mark.slow
+def test_compile_runs_the_same_network_through_torch_compile(tmp_path, capsys):
+    """`--compile` (torch.compile, for many images of one size): the results equal the plain run's, also
+    in tiles, and the network keeps its type (tiling still reads its receptive field)."""
+    from sisr.inference import prepare_model, receptive_field
+
+    torch.manual_seed(0)
+    model = create_model("wdsr-b-16-x2", num_blocks=2)
+    weights = tmp_path / "net.safetensors"
+    save_model(model, weights)
+    compiled = prepare_model(model, "fp32", "cpu", compile=True)
+    assert compiled.sisr_inference.compiled and not compiled.sisr_inference.fused
+    assert type(compiled) is type(model) and receptive_field(compiled) == receptive_field(model)
+
+    folder = tmp_path / "in"
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        write_image(folder / f"{index}.png", rng.integers(0, 256, (14, 18, 3), dtype=np.uint8))
+    status, err = run_cli(capsys, folder, "-o", tmp_path / "plain", "--model", weights, "--device", "cpu")
+    assert status == 0, err
+    status, err = run_cli(capsys, folder, "-o", tmp_path / "compiled", "--model", weights, "--device", "cpu",
+                          "--compile", "--tile", "8")
+    assert status == 0, err
+    for index in range(3):
+        plain = read_image(tmp_path / "plain" / f"{index}-x2.png").astype(int)
+        fast = read_image(tmp_path / "compiled" / f"{index}-x2.png").astype(int)
+        assert plain.shape == fast.shape == (28, 36, 3)
+        assert np.abs(plain - fast).max() <= 1  # float sums in another order: at most one level

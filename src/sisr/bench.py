@@ -103,6 +103,8 @@ class BenchResult:
     threads: int
     tile: int | None  # the tile size used: given, or chosen by `upscale` for a large image
     fused: bool
+    compiled: bool
+    warm_up_seconds: float  # the first, untimed call (with compile=True: the compilation)
     repeat: int
     seconds: float  # best of `repeat`
     seconds_median: float
@@ -160,6 +162,7 @@ def run_bench(
     repeat: int = 3,
     threads: int | None = None,
     fuse: bool = True,
+    compile: bool = False,
     label: str | None = None,
     peak_side: int | None = None,
 ) -> BenchResult:
@@ -189,13 +192,15 @@ def run_bench(
             raise SisrError(f"threads {threads}: must be at least 1")
         torch.set_num_threads(threads)
     flops = count_flops(model, height, width)
-    prepared = prepare_model(model, precision, target, fuse=fuse)
+    prepared = prepare_model(model, precision, target, fuse=fuse, compile=compile)
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
     def once() -> Any:
         return upscale(prepared, image, tile=tile, precision=precision, device=target)
 
-    output = once()  # warm-up: allocations, kernel choice, caches
+    started = time.perf_counter()
+    output = once()  # warm-up: allocations, kernel choice, caches, compilation
+    warm_up = time.perf_counter() - started
     if peak_side is None:
         peak_side = CUDA_PEAK_MATRIX_SIDE if target.type == "cuda" else PEAK_MATRIX_SIDE
     tf32 = target.type == "cuda" and precision == "fp32" and bool(torch.backends.cudnn.allow_tf32)
@@ -216,6 +221,8 @@ def run_bench(
         threads=torch.get_num_threads(),
         tile=tile if tile is not None else auto_tile(prepared, height, width),
         fused=bool(prepared.sisr_inference.fused),
+        compiled=compile,
+        warm_up_seconds=warm_up,
         repeat=repeat,
         seconds=best_wall,
         seconds_median=statistics.median(wall for wall, _ in runs),
@@ -238,11 +245,11 @@ def format_result(result: BenchResult) -> str:
     """The human-readable report of `sisr bench`."""
     lines = [
         f"{result.model} x{result.scale}, {result.precision} on {result.device} ({result.threads} threads"
-        f"{', sisr fast paths' if result.fused else ''}), "
+        f"{', sisr fast paths' if result.fused else ''}{', torch.compile' if result.compiled else ''}), "
         f"{result.input_size[1]}x{result.input_size[0]} -> {result.output_size[1]}x{result.output_size[0]}"
         f"{f', tile {result.tile}' if result.tile else ''}",
         f"  seconds per image  {result.seconds:.3f} (best of {result.repeat}; median {result.seconds_median:.3f}; "
-        f"{result.cpu_seconds:.3f} CPU s)",
+        f"{result.cpu_seconds:.3f} CPU s; first call {result.warm_up_seconds:.3f} s)",
         f"  output             {result.output_megapixels_per_second:.3f} megapixels/s",
         f"  model              {result.flops / 1e9:.1f} GFLOP per image -> {result.gflops_per_second:.1f} GFLOP/s",
         f"  matmul peak        {result.matmul_peak_gflops:.1f} GFLOP/s ({result.matmul_peak_dtype} torch.mm "

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: torch's, one per core)")
     parser.add_argument("--no-fuse", action="store_true",
                         help="leave out sisr's CPU fast paths (WDSR-B's chunked 1x1 pair, the streamed upsampler)")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the network through torch.compile (the first, untimed call compiles it)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     parser.set_defaults(func=run)
 
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise SisrError(f"--tile {args.tile}: must be at least 1 pixel")
     result = run_bench(
         args.model, size=args.size, scale=args.scale, precision=args.precision, device=args.device,
-        tile=args.tile, repeat=args.repeat, threads=args.threads, fuse=not args.no_fuse,
+        tile=args.tile, repeat=args.repeat, threads=args.threads, fuse=not args.no_fuse, compile=args.compile,
     )
     print(json.dumps(result_dict(result), indent=2) if args.json else format_result(result))
     return 0

@@ -130,6 +130,7 @@ class InferenceSettings:
     autocast_dtype: torch.dtype | None
     channels_last: bool
     fused: bool = False  # parts replaced by the fast paths of sisr.inference.fast
+    compiled: bool = False  # forward compiled by torch.compile (once per input shape)
 
     def to_input(self, batch: torch.Tensor) -> torch.Tensor:
         """A float32 batch on the model's device, in its memory layout."""
@@ -146,13 +147,23 @@ class InferenceSettings:
 
 
 def prepare_model(
-    model: nn.Module, precision: str = "fp32", device: str | torch.device = "auto", *, fuse: bool = True
+    model: nn.Module, precision: str = "fp32", device: str | torch.device = "auto", *, fuse: bool = True,
+    compile: bool = False,
 ) -> nn.Module:
     """An inference copy of `model`: eval mode, weight norm folded, moved; the original is untouched.
 
     On the CPU, WDSR-B's blocks and upsamplers are also replaced by their
     fast forms (see `sisr.inference.fast`; `fuse=False` keeps the network's
     own modules).
+
+    `compile=True` runs the forward through `torch.compile` instead of the
+    hand-written fast paths. Compiling costs seconds for each new input
+    shape, so it pays only over many inputs of one size (video frames, a
+    folder of equal photos, the equal tiles of a large image), and mostly on
+    a GPU: on an H200 EDSR-baseline x4 in fp16 ran 0.041 -> 0.017 s per
+    1024^2 input after 4-15 s of compiling (benchmarks/bench_gpu.py,
+    2026-11-26); on this project's CPU it did not pay.
+
     The copy carries its `InferenceSettings` as `sisr_inference`, so `upscale`
     uses it as it is instead of preparing it again.
     """
@@ -164,11 +175,14 @@ def prepare_model(
     prepared = fold_weight_norm(model).eval().requires_grad_(False).to(target)
     if CHANNELS_LAST:
         prepared = prepared.to(memory_format=torch.channels_last)
-    fused = fuse and target.type == "cpu"
+    fused = fuse and not compile and target.type == "cpu"
     if fused:
         prepared = optimize_for_inference(prepared)
+    if compile:
+        # The module keeps its type (tiling reads its architecture); only its forward is compiled.
+        prepared.forward = torch.compile(prepared.forward)
     prepared.sisr_inference = InferenceSettings(
-        precision, target, None if dtype == torch.float32 else dtype, CHANNELS_LAST, fused
+        precision, target, None if dtype == torch.float32 else dtype, CHANNELS_LAST, fused, compile
     )
     return prepared
 
