@@ -289,6 +289,8 @@ def test_compile_runs_the_same_network_through_torch_compile(tmp_path, capsys):
     compiled = prepare_model(model, "fp32", "cpu", compile=True)
     assert compiled.sisr_inference.compiled and not compiled.sisr_inference.fused
     assert type(compiled) is type(model) and receptive_field(compiled) == receptive_field(model)
+    again = prepare_model(compiled, "fp32", "cpu")  # prepared anew: its own forward, not the compiled one
+    assert "forward" not in vars(again) and not again.sisr_inference.compiled
 
     folder = tmp_path / "in"
     rng = np.random.default_rng(0)

@@ -173,6 +173,7 @@ def prepare_model(
     dtype = check_precision(precision, target)
     warn_if_emulated(precision, target)
     prepared = fold_weight_norm(model).eval().requires_grad_(False).to(target)
+    prepared.__dict__.pop("forward", None)  # a compiled forward copied from a model prepared before
     if CHANNELS_LAST:
         prepared = prepared.to(memory_format=torch.channels_last)
     fused = fuse and not compile and target.type == "cpu"
