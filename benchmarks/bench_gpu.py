@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16,fp16")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile rows (largest size only)")
     parser.add_argument("--compile-networks", default="", help="networks to compile (default: all)")
-    parser.add_argument("--compile-precisions", default="fp32,bf16,fp16", help="precisions to compile")
+    parser.add_argument("--compile-precisions", default="", help="precisions to compile (default: --precisions)")
     parser.add_argument("--shared", help="the shared folder (default: $SISR_SHARED or ../shared)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--json", metavar="FILE", help="write everything as JSON (rewritten after every row)")
@@ -306,7 +306,7 @@ def main() -> None:
     if args.compile:  # last: compiling takes the longest, and everything above is saved already
         compiled = args.compile_networks.split(",") if args.compile_networks else list(models)
         run_rows([(name, "compile", precision, sizes[-1]) for name in compiled if name in models
-                  for precision in args.compile_precisions.split(",")])
+                  for precision in (args.compile_precisions or args.precisions).split(",")])
         print("matmul peaks GFLOP/s:", peaks.gflops(), flush=True)
 
 if __name__ == "__main__":

@@ -90,3 +90,30 @@ def test_the_peak_measures_in_the_asked_precision_and_leaves_torchs_tf32_switch_
     assert torch.backends.cuda.matmul.allow_tf32 == before
     result = run_bench("bicubic", scale=2, size=8, repeat=1)  # CPU: the 2048 product, plain float32
     assert result.matmul_peak_side == 2048 and result.matmul_peak_dtype == "float32"
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_script_runs_on_the_cpu_too(tmp_path):
+    """benchmarks/bench_gpu.py only gets a GPU now and then, for minutes: it must work the first time there.
+    On the CPU it runs the same code paths (peaks, rows, tiling check) at a tiny size."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+    out = tmp_path / "gpu.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--sizes", "12", "--repeat", "1", "--precisions", "fp32",
+         "--networks", "edsr-baseline-x4", "--compile", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    rows = {(row["implementation"], row["precision"]): row for row in report["rows"]}
+    assert set(rows) == {("eager", "fp32"), ("sisr", "fp32"), ("compile", "fp32")}
+    for row in rows.values():
+        assert not row["error"], row["error"]
+        assert row["seconds"] > 0 and row["network_seconds"] > 0 and 0 < row["fraction_of_peak"]
+        assert row["flops"] == count_flops(create_model("edsr-baseline-x4"), 12, 12)
+    assert set(report["matmul_peak_gflops"]) == {"fp32", "tf32", "bf16", "fp16"}
+    assert report["tiling"] == [{"precision": "fp32", "max_levels": 0, "share_differing": 0.0, "input": [150, 200, 3]}]
