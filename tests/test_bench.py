@@ -117,3 +117,16 @@ def test_the_gpu_benchmark_script_runs_on_the_cpu_too(tmp_path):
         assert row["flops"] == count_flops(create_model("edsr-baseline-x4"), 12, 12)
     assert set(report["matmul_peak_gflops"]) == {"fp32", "tf32", "bf16", "fp16"}
     assert report["tiling"] == [{"precision": "fp32", "max_levels": 0, "share_differing": 0.0, "input": [150, 200, 3]}]
+
+
+def test_the_profile_script_lists_the_operators(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_network.py"
+    done = subprocess.run([sys.executable, str(script), "--model", "wdsr-b-16-x2", "--size", "8", "--rows", "5",
+                           "--upscale"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "wdsr-b-16-x2 8x8, fp32" in done.stdout and "whole upscale call" in done.stdout
+    assert "aten::" in done.stdout

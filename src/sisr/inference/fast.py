@@ -267,8 +267,9 @@ class InPlaceResBlock(nn.Module):
     The network's own block multiplies by res_scale even when it is 1 (EDSR-
     baseline) and allocates a new map for each product and sum: on EDSR-
     baseline x4, 256 x 256, 16 multiplies and adds of 16 MB maps took 27 + 85
-    ms of 1.85 s (development machine, 2026-11-26). Same values: x * 1 is x,
-    and a + b is b + a in floating point.
+    ms of 1.85 s, in place 21 ms (development machine, 2026-11-26;
+    benchmarks/profile_network.py with and without --no-fuse). Same values:
+    x * 1 is x, and a + b is b + a in floating point.
     """
 
     def __init__(self, body: nn.Module, res_scale: float) -> None:
