@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -45,17 +44,11 @@ from sisr.bench import CUDA_PEAK_MATRIX_SIDE, MatmulPeak, count_flops
 from sisr.inference import prepare_model, upscale
 from sisr.models import create_model
 
-REPO = Path(__file__).resolve().parents[1]
+from bench_inference import find_shared, quantize, set5_psnr  # same folder: the CPU benchmark's helpers
+
 SCALE = 4
 NETWORKS = ["edsr-baseline-x4", "wdsr-b-32-x4", "default-x4"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def find_shared(given: str | None) -> Path | None:
-    for candidate in (given, os.environ.get("SISR_SHARED"), str(REPO.parent / "shared")):
-        if candidate and (Path(candidate) / "data" / "benchmarks").is_dir():
-            return Path(candidate)
-    return None
 
 
 def load_network(name: str, shared: Path | None) -> tuple[torch.nn.Module, str]:
@@ -123,11 +116,6 @@ def _best(function: Callable[[], Any], repeat: int, device: torch.device) -> flo
     return min(times)
 
 
-def _to_uint8(y: torch.Tensor) -> np.ndarray:
-    with torch.inference_mode():
-        return y[0].float().clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
 def runners(model: torch.nn.Module, implementation: str, precision: str, device: torch.device):
     """(network on a device tensor, uint8 image -> uint8 image) for one row."""
     if implementation == "eager":
@@ -140,7 +128,7 @@ def runners(model: torch.nn.Module, implementation: str, precision: str, device:
 
         def image_run(image: np.ndarray) -> np.ndarray:
             x = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float().div_(255)
-            return _to_uint8(network(x))
+            return quantize(network(x))
 
         return network, image_run
     prepared = prepare_model(model, precision, device, fuse=implementation != "compile")
@@ -154,7 +142,7 @@ def runners(model: torch.nn.Module, implementation: str, precision: str, device:
     if implementation == "compile":
         def image_run(image: np.ndarray) -> np.ndarray:
             x = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float().div_(255)
-            return _to_uint8(network(x))
+            return quantize(network(x))
     else:
         def image_run(image: np.ndarray) -> np.ndarray:
             return upscale(prepared, image, precision=precision, device=device)
@@ -181,18 +169,6 @@ def measure_row(row: Row, model: torch.nn.Module, device: torch.device, repeat: 
     row.output_megapixels_per_second = round((row.size * SCALE) ** 2 / row.seconds / 1e6, 2)
     row.peak_dtype = "tf32" if row.precision == "fp32" and row.tf32 else row.precision
     row.fraction_of_peak = round(row.flops / row.network_seconds / peaks.meters[row.peak_dtype].best, 4)
-
-
-def set5_psnr(model: torch.nn.Module, precision: str, device: torch.device, benchmarks: Path) -> float:
-    from sisr.data.benchmarks import load_benchmark
-    from sisr.imaging import psnr
-
-    prepared = prepare_model(model, precision, device)
-    values = [
-        psnr(upscale(prepared, lr, precision=precision, device=device), hr, crop_border=SCALE, y_channel=True)
-        for _, hr, lr in load_benchmark(benchmarks / "Set5", SCALE, progress=False).iter_pairs()
-    ]
-    return float(np.mean(values))
 
 
 def tiling_check(model: torch.nn.Module, precision: str, device: torch.device) -> dict[str, Any]:
@@ -286,7 +262,8 @@ def main() -> None:
         if weights == "random weights" or benchmarks is None:
             continue
         for precision, where in [("fp32", torch.device("cpu"))] + [(p, device) for p in precisions]:
-            value = set5_psnr(model, precision, where, benchmarks)
+            prepared = prepare_model(model, precision, where)
+            value = set5_psnr(lambda lr: upscale(prepared, lr, precision=precision, device=where), benchmarks)
             report["psnr"].append({"network": name, "precision": precision, "device": str(where),
                                    "set5_psnr": round(value, 4)})
             print(f"Set5 x4 PSNR {name} {precision} on {where}: {value:.4f} dB", flush=True)

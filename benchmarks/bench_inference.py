@@ -81,7 +81,7 @@ class Row:
 def quantize(tensor: torch.Tensor) -> np.ndarray:
     """A float NCHW [0, 1] output as uint8 HxWx3, rounded half up like sisr's."""
     levels = torch.floor(tensor.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8)
-    return levels[0].permute(1, 2, 0).numpy()
+    return levels[0].permute(1, 2, 0).cpu().numpy()
 
 
 def as_tensor(image: np.ndarray) -> torch.Tensor:
