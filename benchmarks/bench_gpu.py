@@ -13,17 +13,22 @@ Speed, per network and LR size (x4, a random RGB uint8 image):
   when cuDNN may use TF32 for convolutions, PyTorch's default, which the
   row's `tf32` field records).
 Rows: PyTorch eager (NCHW as built, weight norm recomputed), sisr fp32 / bf16 /
-fp16 (`prepare_model`: weight norm folded, channels-last, autocast), and with
---compile the same three through `torch.compile` (compiled once per shape;
-the compile time is the row's `setup_seconds`).
+fp16 (`prepare_model`: weight norm folded, channels-last, autocast), with
+--pageable the same with results copied to pageable host memory (the path
+before pinned staging), and with --compile the same three prepared with
+`compile=True` as `sisr upscale --compile` runs them (compiled once per
+shape; the compile time is the row's `setup_seconds`).
 
 Quality and exactness on the GPU:
 * Set5 x4 PSNR (Y, border 4, MATLAB-made LR) of the trained networks (the
   bundled default-x4, and WDSR-B-32 from the Keras reference weights where
   shared/ has them) in fp32 / bf16 / fp16 on the GPU and fp32 on the CPU;
 * tiled == untiled: `upscale` with tiles of 48 against the whole image, in
-  each precision (levels of difference, share of differing pixels);
-* peak GPU memory of a 1024^2 -> 4096^2 upscale, whole and in tiles of 256.
+  each precision (levels of difference, share of differing pixels), and the
+  whole image through pinned against pageable host memory;
+* peak GPU memory of a 1024^2 -> 4096^2 upscale, whole and in tiles of 256;
+* a 4096^2 RGB uint8 result copied to the host four ways (pageable / pinned);
+* an fp16 overflow (a network scaled past fp16's range) comes back as fp32's result.
 """
 
 from __future__ import annotations
@@ -41,28 +46,14 @@ import numpy as np
 import torch
 
 from sisr.bench import CUDA_PEAK_MATRIX_SIDE, MatmulPeak, count_flops
-from sisr.inference import prepare_model, upscale
+from sisr.inference import image_kinds, prepare_model, upscale
 from sisr.models import create_model
 
-from bench_inference import find_shared, quantize, set5_psnr  # same folder: the CPU benchmark's helpers
+from bench_inference import find_shared, load_network, quantize, set5_psnr  # same folder: the CPU benchmark's helpers
 
 SCALE = 4
 NETWORKS = ["edsr-baseline-x4", "wdsr-b-32-x4", "default-x4"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def load_network(name: str, shared: Path | None) -> tuple[torch.nn.Module, str]:
-    """A network and where its weights come from (random weights time the same as trained ones)."""
-    keras = shared / "weights" / "keras" / "wdsr-b-32-x4.h5" if shared else None
-    if name == "wdsr-b-32-x4" and keras is not None and keras.is_file():
-        from sisr.weights import load_foreign
-
-        return load_foreign(keras).eval(), "Keras reference weights"
-    if name.startswith("default-"):
-        from sisr.weights import resolve_model
-
-        return resolve_model(name).eval(), "bundled weights"
-    return create_model(name).eval(), "random weights"
 
 
 class Peaks:
@@ -131,23 +122,52 @@ def runners(model: torch.nn.Module, implementation: str, precision: str, device:
             return quantize(network(x))
 
         return network, image_run
-    prepared = prepare_model(model, precision, device, fuse=implementation != "compile")
+    # "compile": prepare_model(compile=True), the path `sisr upscale --compile` takes;
+    # "sisr-pageable": results copied to ordinary host memory (the path before pinned staging).
+    prepared = prepare_model(model, precision, device, compile=implementation == "compile")
     settings = prepared.sisr_inference
-    forward = torch.compile(prepared, dynamic=False) if implementation == "compile" else prepared
+    pinned = implementation != "sisr-pageable"
 
     def network(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), settings.autocast():
-            return forward(settings.to_input(x))
+            return prepared(settings.to_input(x))
 
-    if implementation == "compile":
-        def image_run(image: np.ndarray) -> np.ndarray:
-            x = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float().div_(255)
-            return quantize(network(x))
-    else:
-        def image_run(image: np.ndarray) -> np.ndarray:
+    def image_run(image: np.ndarray) -> np.ndarray:
+        image_kinds.PINNED_STAGING = pinned
+        try:
             return upscale(prepared, image, precision=precision, device=device)
+        finally:
+            image_kinds.PINNED_STAGING = True
 
     return network, image_run
+
+
+def transfer_check(device: torch.device, side: int = 4096, repeat: int = 5) -> list[dict[str, Any]]:
+    """A side^2 RGB uint8 result from the GPU to a numpy array, four ways (best of `repeat`, ms)."""
+    source = torch.randint(0, 256, (side, side, 3), dtype=torch.uint8, device=device)
+    reused = np.empty((side, side, 3), np.uint8)
+
+    def pageable_fresh() -> None:
+        torch.from_numpy(np.empty((side, side, 3), np.uint8)).copy_(source)
+
+    def pageable_reused() -> None:
+        torch.from_numpy(reused).copy_(source)
+
+    def pinned_only() -> None:
+        torch.empty(source.shape, dtype=torch.uint8, pin_memory=True).copy_(source)
+
+    def pinned_then_fresh() -> None:
+        staging = torch.empty(source.shape, dtype=torch.uint8, pin_memory=True)
+        staging.copy_(source)
+        np.copyto(np.empty((side, side, 3), np.uint8), staging.numpy())
+
+    results = []
+    for name, function in [("pageable, new array", pageable_fresh), ("pageable, reused array", pageable_reused),
+                           ("pinned buffer only", pinned_only), ("pinned, then into a new array", pinned_then_fresh)]:
+        function()
+        results.append({"way": name, "megabytes": round(source.numel() / 1e6, 1),
+                        "ms": round(_best(function, repeat, device) * 1000, 2)})
+    return results
 
 
 def measure_row(row: Row, model: torch.nn.Module, device: torch.device, repeat: int, peaks: Peaks) -> None:
@@ -179,9 +199,43 @@ def tiling_check(model: torch.nn.Module, precision: str, device: torch.device) -
     prepared = prepare_model(model, precision, device)
     whole = upscale(prepared, image, precision=precision, device=device).astype(int)
     tiled = upscale(prepared, image, tile=48, precision=precision, device=device).astype(int)
+    image_kinds.PINNED_STAGING = False
+    try:
+        pageable = upscale(prepared, image, precision=precision, device=device).astype(int)
+    finally:
+        image_kinds.PINNED_STAGING = True
+    # 16-bit images take the other copy path; against the CPU in fp32, in 8-bit levels
+    deep = (image.astype(np.uint16) * 257)[:64, :64]
+    on_device = upscale(prepared, deep, precision=precision, device=device).astype(float)
+    on_cpu = upscale(prepare_model(model, "fp32", "cpu"), deep, precision="fp32", device="cpu").astype(float)
     difference = np.abs(whole - tiled)
     return {"precision": precision, "max_levels": int(difference.max()),
-            "share_differing": float((difference > 0).mean()), "input": list(image.shape)}
+            "share_differing": float((difference > 0).mean()), "input": list(image.shape),
+            "pinned_vs_pageable_max_levels": int(np.abs(whole - pageable).max()),
+            "uint16_vs_cpu_fp32_max_levels": round(float(np.abs(on_device - on_cpu).max() / 257), 3)}
+
+
+def overflow_check(device: torch.device) -> dict[str, Any]:
+    """fp16 tops out at 65504: a network whose activations pass that must come back as its fp32 result."""
+    import logging
+
+    torch.manual_seed(0)
+    model = create_model("edsr-baseline-x2", num_blocks=2).eval()
+    with torch.no_grad():
+        model.head[0].weight.mul_(3e4)  # activations far above fp16's range; fp32 holds them
+        model.tail[-1].weight.div_(3e4)
+    image = np.random.default_rng(3).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("sisr").addHandler(handler)
+    try:
+        half = upscale(model, image, precision="fp16", device=device).astype(int)
+    finally:
+        logging.getLogger("sisr").removeHandler(handler)
+    full = upscale(model, image, precision="fp32", device=device).astype(int)
+    return {"warned": any("fp16 overflowed" in text for text in records),
+            "fp16_vs_fp32_max_levels": int(np.abs(half - full).max())}
 
 
 def memory_check(model: torch.nn.Module, device: torch.device, size: int = 1024) -> list[dict[str, Any]]:
@@ -209,6 +263,8 @@ def main() -> None:
     parser.add_argument("--compile-networks", default="", help="networks to compile (default: all)")
     parser.add_argument("--compile-precisions", default="", help="precisions to compile (default: --precisions)")
     parser.add_argument("--shared", help="the shared folder (default: $SISR_SHARED or ../shared)")
+    parser.add_argument("--pageable", action="store_true",
+                        help="also time upscale with results copied to pageable host memory (the old path)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--json", metavar="FILE", help="write everything as JSON (rewritten after every row)")
     args = parser.parse_args()
@@ -225,7 +281,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "cudnn_allow_tf32": tf32,
-        "rows": [], "psnr": [], "tiling": [], "memory": [],
+        "rows": [], "psnr": [], "tiling": [], "memory": [], "transfer": [],
     }
 
     def save() -> None:
@@ -254,7 +310,8 @@ def main() -> None:
             save()
 
     run_rows([(name, impl, precision, size) for size in sizes for name in models
-              for impl, precision in [("eager", "fp32")] + [("sisr", p) for p in precisions]])
+              for impl, precision in [("eager", "fp32")] + [("sisr", p) for p in precisions]
+              + ([("sisr-pageable", p) for p in precisions] if args.pageable else [])])
     print("matmul peaks GFLOP/s:", peaks.gflops(), flush=True)
 
     benchmarks = shared / "data" / "benchmarks" if shared else None
@@ -274,6 +331,11 @@ def main() -> None:
         print("tiled vs whole:", report["tiling"][-1], flush=True)
         save()
     if device.type == "cuda":
+        report["overflow"] = overflow_check(device)
+        print("fp16 overflow:", report["overflow"], flush=True)
+        report["transfer"] = transfer_check(device)
+        for entry in report["transfer"]:
+            print("result to host:", entry, flush=True)
         for network in ("edsr-baseline-x4", "default-x4"):
             if network in models:
                 for entry in memory_check(models[network][0], device):

@@ -10,7 +10,8 @@ after every round, so both see the same load. Each network's FLOPs (2 x
 multiply-adds, `sisr.bench.count_flops`) over its seconds, as a fraction of
 that peak, shows how much of the machine it uses.
 
-Rows, for edsr-baseline-x4 and wdsr-b-32-x4:
+Rows, for edsr-baseline-x4 and wdsr-b-32-x4 (--networks takes other presets
+and the bundled default-x4 too):
 * sisr: `upscale` with a prepared model, the automatic fast path (fused blocks);
 * sisr, unfused: prepared (weight norm folded, channels-last) without the fused blocks;
 * PyTorch eager: the network as built (NCHW, weight norm recomputed), on a float tensor;
@@ -46,12 +47,27 @@ import torch
 
 from sisr.bench import MatmulPeak, count_flops, cpu_name
 from sisr.inference import prepare_model, upscale
+from sisr.inference.precision import cpu_has_native_bf16
 from sisr.models import build_model, create_model
 
 REPO = Path(__file__).resolve().parents[1]
 SCALE = 4
 NETWORKS = ["edsr-baseline-x4", "wdsr-b-32-x4"]
 OPENCV_MODELS = [("espcn", "ESPCN_x4.pb"), ("fsrcnn", "FSRCNN_x4.pb"), ("lapsrn", "LapSRN_x4.pb")]
+
+
+def load_network(name: str, shared: Path | None) -> tuple[torch.nn.Module, str]:
+    """A network and where its weights come from (random weights time the same as trained ones)."""
+    keras = shared / "weights" / "keras" / "wdsr-b-32-x4.h5" if shared else None
+    if name == "wdsr-b-32-x4" and keras is not None and keras.is_file():
+        from sisr.weights import load_foreign
+
+        return load_foreign(keras).eval(), "Keras reference weights"
+    if name.startswith("default-"):
+        from sisr.weights import resolve_model
+
+        return resolve_model(name).eval(), "bundled weights"
+    return create_model(name).eval(), "random weights"
 
 
 def find_shared(given: str | None) -> Path | None:
@@ -184,17 +200,9 @@ def build_rows(
     args: argparse.Namespace, shared: Path | None, folder: Path, image: np.ndarray
 ) -> tuple[list[Row], list[str]]:
     notes = []
-    keras = shared / "weights" / "keras" / "wdsr-b-32-x4.h5" if shared else None
     rows: list[Row] = []
     for network in args.networks:
-        model = create_model(network)
-        weights = "random weights"
-        if network == "wdsr-b-32-x4" and keras is not None and keras.is_file():
-            from sisr.weights import load_foreign
-
-            model = load_foreign(keras)
-            weights = "Keras reference weights"
-        model = model.eval()
+        model, weights = load_network(network, shared)
         flops = count_flops(model, args.size, args.size)
         notes.append(f"{network}: {weights}, {flops / 1e9:.1f} GFLOP per {args.size}x{args.size} image")
         network_rows = [
@@ -224,17 +232,18 @@ def build_rows(
     return rows, notes
 
 
-def measure(rows: list[Row], image: np.ndarray, repeat: int, peak: MatmulPeak) -> None:
+def measure(rows: list[Row], image: np.ndarray, repeat: int, peaks: list[MatmulPeak]) -> None:
     for row in rows:
         row.run(image)  # warm-up
     for _ in range(repeat):
         for row in rows:
-            if row.implementation.startswith("sisr bf16") and row.times:
-                continue  # emulated bf16 is slow here: one run is enough to show it
+            if row.implementation.startswith("sisr bf16") and row.times and not cpu_has_native_bf16():
+                continue  # emulated bf16 is slow: one run is enough to show it
             started = time.perf_counter()
             row.run(image)
             row.times.append(time.perf_counter() - started)
-            peak.measure()
+            for peak in peaks:
+                peak.measure()
 
 
 def main() -> None:
@@ -259,8 +268,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         rows, notes = build_rows(args, shared, Path(folder), image)
         peak = MatmulPeak(torch.device("cpu"), torch.float32)
+        # bf16 rows against the bf16 peak where the CPU has bf16 instructions (emulated, a 2048^2 product takes 13 s)
+        bf16_peak = MatmulPeak(torch.device("cpu"), torch.bfloat16) if args.bf16 and cpu_has_native_bf16() else None
         load_before = os.getloadavg()
-        measure(rows, image, args.repeat, peak)
+        measure(rows, image, args.repeat, [peak] + ([bf16_peak] if bf16_peak else []))
         load_after = os.getloadavg()
         if not args.no_psnr and shared is not None:
             benchmarks = shared / "data" / "benchmarks"
@@ -269,16 +280,19 @@ def main() -> None:
                     continue  # tiled and compiled: the untiled, uncompiled numbers, up to rounding
                 row.psnr = set5_psnr(row.run, benchmarks)
 
-    report(args, rows, notes, peak, load_before, load_after)
+    report(args, rows, notes, peak, bf16_peak, load_before, load_after)
 
 
-def report(args, rows: list[Row], notes: list[str], peak: MatmulPeak, load_before, load_after) -> None:
+def report(args, rows: list[Row], notes: list[str], peak: MatmulPeak, bf16_peak: MatmulPeak | None,
+           load_before, load_after) -> None:
     when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     header = (
         f"{cpu_name()}, {os.cpu_count()} logical CPUs, {args.threads} threads; torch {torch.__version__}; "
         f"python {platform.python_version()}; {when}\n"
         f"input {args.size}x{args.size} RGB uint8, x{SCALE}; best of {args.repeat} interleaved rounds; "
         f"fp32 matmul peak {peak.best / 1e9:.1f} GFLOP/s (torch.mm 2048^2, best in this run); "
+        + (f"bf16 peak {bf16_peak.best / 1e9:.1f} GFLOP/s (bf16 rows' 'of peak'); " if bf16_peak else "")
+        + f"native bf16: {cpu_has_native_bf16()}; "
         f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
     )
     print(header)
@@ -291,7 +305,8 @@ def report(args, rows: list[Row], notes: list[str], peak: MatmulPeak, load_befor
     for row in rows:
         best = row.best
         rate = row.flops / best / 1e9 if row.flops and best else None
-        fraction = rate * 1e9 / peak.best if rate else None
+        own_peak = bf16_peak if bf16_peak is not None and "bf16" in row.implementation else peak
+        fraction = rate * 1e9 / own_peak.best if rate else None
         median = statistics.median(row.times) if row.times else None
         print(f"{row.network:<18} {row.implementation:<40} {best:>8.3f} {median:>8.3f} {output_mp / best:>6.2f} "
               f"{f'{rate:.1f}' if rate else '-':>8} {f'{fraction:.0%}' if fraction else '-':>8} "
@@ -307,6 +322,8 @@ def report(args, rows: list[Row], notes: list[str], peak: MatmulPeak, load_befor
         document = {
             "machine": cpu_name(), "threads": args.threads, "torch": torch.__version__, "date": when,
             "size": args.size, "scale": SCALE, "repeat": args.repeat, "matmul_peak_gflops": peak.best / 1e9,
+            "bf16_matmul_peak_gflops": bf16_peak.best / 1e9 if bf16_peak else None,
+            "native_bf16": cpu_has_native_bf16(),
             "load_average": [load_before[0], load_after[0]], "notes": notes, "rows": records,
         }
         text = json.dumps(document, indent=2)

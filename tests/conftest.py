@@ -9,6 +9,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# precision="auto" (upscale's default) picks bf16 on CPUs with bf16 instructions; the
+# tests compare fp32 results exactly, so they run as on a CPU without them (subprocesses
+# inherit this). Tests of the automatic choice set it themselves.
+os.environ["SISR_CPU_BF16"] = "0"
+
 
 def find_shared() -> Path | None:
     """`$SISR_SHARED`, else `../shared` beside the repository, if it holds the data."""

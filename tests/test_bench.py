@@ -104,19 +104,20 @@ def test_the_gpu_benchmark_script_runs_on_the_cpu_too(tmp_path):
     out = tmp_path / "gpu.json"
     done = subprocess.run(
         [sys.executable, str(script), "--device", "cpu", "--sizes", "12", "--repeat", "1", "--precisions", "fp32",
-         "--networks", "edsr-baseline-x4", "--compile", "--json", str(out)],
+         "--networks", "edsr-baseline-x4", "--compile", "--pageable", "--json", str(out)],
         capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     rows = {(row["implementation"], row["precision"]): row for row in report["rows"]}
-    assert set(rows) == {("eager", "fp32"), ("sisr", "fp32"), ("compile", "fp32")}
+    assert set(rows) == {("eager", "fp32"), ("sisr", "fp32"), ("sisr-pageable", "fp32"), ("compile", "fp32")}
     for row in rows.values():
         assert not row["error"], row["error"]
         assert row["seconds"] > 0 and row["network_seconds"] > 0 and 0 < row["fraction_of_peak"]
         assert row["flops"] == count_flops(create_model("edsr-baseline-x4"), 12, 12)
     assert set(report["matmul_peak_gflops"]) == {"fp32", "tf32", "bf16", "fp16"}
-    assert report["tiling"] == [{"precision": "fp32", "max_levels": 0, "share_differing": 0.0, "input": [150, 200, 3]}]
+    assert report["tiling"] == [{"precision": "fp32", "max_levels": 0, "share_differing": 0.0, "input": [150, 200, 3],
+                                 "pinned_vs_pageable_max_levels": 0, "uint16_vs_cpu_fp32_max_levels": 0.0}]
 
 
 def test_the_profile_script_lists_the_operators(tmp_path):

@@ -394,3 +394,74 @@ def test_bf16_on_a_cpu_without_bf16_instructions_warns(network, monkeypatch, cap
     with caplog.at_level("WARNING", logger="sisr"):
         prepare_model(network, "bf16", "cpu")
     assert caplog.text == ""
+
+
+def test_auto_precision_is_fp16_on_cuda_bf16_on_a_bf16_cpu_else_fp32(monkeypatch):
+    from sisr.inference.precision import resolve_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("auto", cuda) == "fp16"
+    monkeypatch.setenv("SISR_CPU_BF16", "0")
+    assert resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setenv("SISR_CPU_BF16", "1")
+    assert resolve_precision("auto", cpu) == "bf16"
+    for explicit in ("fp32", "bf16", "fp16"):
+        assert resolve_precision(explicit, cpu) == explicit
+
+
+def test_auto_runs_bf16_on_a_cpu_with_bf16_instructions(network, monkeypatch):
+    image = photo(12, 12)
+    fp32 = upscale(network, image, device="cpu")
+    monkeypatch.setenv("SISR_CPU_BF16", "1")
+    assert prepare_model(network, device="cpu").sisr_inference.precision == "bf16"
+    automatic = upscale(network, image, device="cpu")
+    np.testing.assert_array_equal(automatic, upscale(network, image, precision="bf16", device="cpu"))
+    assert 40 < psnr(automatic, fp32) < float("inf")  # really bf16: close to fp32, not equal
+    monkeypatch.setenv("SISR_CPU_BF16", "0")
+    np.testing.assert_array_equal(upscale(network, image, device="cpu"), fp32)
+
+
+def test_an_fp16_batch_that_overflows_is_run_again_in_fp32(caplog):
+    """fp16 needs CUDA; the fallback is checked with a network that overflows under autocast only."""
+    from sisr.inference.precision import InferenceSettings
+    from sisr.inference.upscale import _checked_forward
+
+    class Overflowing(torch.nn.Module):
+        scale = 2
+
+        def forward(self, x):
+            out = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+            return out * float("inf") if torch.is_autocast_enabled("cpu") else out
+
+    model = Overflowing()
+    model.sisr_inference = InferenceSettings("fp16", torch.device("cpu"), torch.bfloat16, False)
+    x = torch.rand(1, 3, 5, 6)
+    with caplog.at_level("WARNING", logger="sisr"):
+        forward = _checked_forward(model, 2, "photo.png")  # one per image
+        forward(x)
+        out = forward(x)  # a second tile
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+    assert caplog.text.count("photo.png: fp16 overflowed") == 1  # once per image, not per tile
+    model.sisr_inference = InferenceSettings("bf16", torch.device("cpu"), torch.bfloat16, False)
+    assert not torch.isfinite(_checked_forward(model, 2, "x")(x)).all()  # only fp16 is checked
+
+
+def test_wdsr_b_fused_pair_runs_in_bf16_under_bf16(monkeypatch):
+    """bf16 on the CPU keeps WDSR-B's chunked 1x1 pair (in bf16), close to fp32 as the plain bf16 path is."""
+    from sisr.inference.fast import FusedWideBlockB
+
+    torch.manual_seed(3)
+    model = _trained_like(create_model("wdsr-b-16-x2", num_blocks=2).eval())
+    image = photo(14, 10)
+    seen = []
+    original = FusedWideBlockB.low_rank
+    monkeypatch.setattr(FusedWideBlockB, "low_rank", lambda self, x: seen.append(x.dtype) or original(self, x))
+    fp32 = upscale(model, image, precision="fp32", device="cpu")
+    assert seen == [torch.float32] * 2
+    seen.clear()
+    fused = upscale(prepare_model(model, "bf16", "cpu"), image, precision="bf16", device="cpu")
+    assert seen == [torch.bfloat16] * 2  # the fused pair ran, in bf16
+    plain = upscale(prepare_model(model, "bf16", "cpu", fuse=False), image, precision="bf16", device="cpu")
+    assert psnr(fused, fp32) > 40 and psnr(plain, fp32) > 40
+    assert psnr(fused, plain) > 40

@@ -175,7 +175,7 @@ def run_bench(
     convolutions (PyTorch's default), and `peak_side` defaults to 8192.
     """
     from .inference import auto_tile, prepare_model, upscale
-    from .inference.precision import resolve_device
+    from .inference.precision import resolve_device, resolve_precision
 
     if repeat < 1:
         raise SisrError(f"repeat {repeat}: must be at least 1")
@@ -187,6 +187,7 @@ def run_bench(
     else:
         default_label = type(model).__name__
     target = resolve_device(device)
+    precision = resolve_precision(precision, target)  # "auto": report what it chose
     if threads is not None:
         if threads < 1:
             raise SisrError(f"threads {threads}: must be at least 1")

@@ -18,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "or `bicubic`")
     parser.add_argument("--size", type=int, default=256, metavar="PIXELS", help="LR height and width (default 256)")
     parser.add_argument("--scale", type=int, help="the enlargement; required for bicubic, checked against the network")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                        help="fp32 (default), bf16, fp16 (CUDA only)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
+                        help="fp32 (default), bf16, fp16 (CUDA only), auto (what upscale chooses)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="cpu (default), cuda, auto")
     parser.add_argument("--tile", type=int, metavar="PIXELS", help="tile size in LR pixels (default: whole image)")
     parser.add_argument("--repeat", type=int, default=3, metavar="N", help="timed runs; the best counts (default 3)")

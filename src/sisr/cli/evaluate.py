@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (x8 time)")
     parser.add_argument("--tile", type=int, metavar="N", help="tile size in LR pixels (bounds memory)")
     parser.add_argument("--tile-overlap", type=int, metavar="N", help="context around each tile in LR pixels")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
+                        help="fp32 (default: the papers' numbers), bf16, fp16 (CUDA only), auto (as upscale)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--save-images", metavar="DIR", help="also write the SR images under DIR/MODEL/SET/xS/")
     parser.add_argument("--format", choices=["table", "csv", "json"], default="table")

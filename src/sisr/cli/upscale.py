@@ -44,8 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stream", action="store_true",
                         help="write a .tif output tile by tile, never holding it in memory (automatic for .tif "
                         "outputs over 512 MB); for results larger than memory")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                        help="number format: fp32 (default), bf16, fp16 (CUDA only)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                        help="number format: auto (default: fp16 on CUDA, bf16 on CPUs with bf16 instructions, "
+                        "else fp32), fp32, bf16, fp16 (CUDA only)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto (CUDA if present, default), cpu or cuda")
     parser.add_argument("--compile", action="store_true",
@@ -222,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     settings = model.sisr_inference
     if len(jobs) > 1:
         log.info("upscaling %d images x%d with %s on %s (%s)", len(jobs), model.scale, args.model,
-                 settings.device, args.precision)
+                 settings.device, settings.precision)
     bar = _progress(jobs)
     failures = 0
     for job in bar if bar is not None else jobs:

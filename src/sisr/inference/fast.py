@@ -31,8 +31,9 @@ no faster inside the network (96 vs 98 ms).
 Each replacement computes what the part it replaces computes (up to the
 order of float additions) and keeps the convolutions as child modules in
 forward order, so `receptive_field` still sees them. The fast paths run for
-float32 on the CPU outside autograd; anything else (bf16 autocast, CUDA,
-gradients) takes the plain path of the same module.
+float32 on the CPU outside autograd, and WDSR-B's fused pair also under bf16
+autocast on the CPU; anything else (CUDA, gradients) takes the plain path of
+the same module.
 """
 
 from __future__ import annotations
@@ -62,6 +63,23 @@ def _autocast_enabled() -> bool:
         return torch.is_autocast_enabled("cpu")
     except TypeError:  # torch < 2.4 has no device argument
         return torch.is_autocast_cpu_enabled()
+
+
+def _autocast_dtype() -> torch.dtype:
+    try:
+        return torch.get_autocast_dtype("cpu")
+    except (AttributeError, TypeError):  # torch < 2.4
+        return torch.get_autocast_cpu_dtype()
+
+
+def runs_fast_bf16(x: torch.Tensor) -> bool:
+    """Whether WDSR-B's fused 1x1 pair runs in bf16: on the CPU under bf16 autocast, no autograd."""
+    return (
+        x.device.type == "cpu"
+        and not torch.is_grad_enabled()
+        and _autocast_enabled()
+        and _autocast_dtype() == torch.bfloat16
+    )
 
 
 def runs_fast(x: torch.Tensor) -> bool:
@@ -111,28 +129,44 @@ class FusedWideBlockB(nn.Module):
             self.register_buffer("reduce_matrix", reduce_matrix, persistent=False)
             self.register_buffer("reduce_bias", reduce_bias, persistent=False)
 
+    def _matrices(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """The products' operands in `dtype` (float32: the buffers; bf16: copies made once)."""
+        if dtype == self.expand_matrix.dtype:
+            return self.expand_matrix, self.expand_bias, self.reduce_matrix, self.reduce_bias
+        cached = self.__dict__.setdefault("_cast", {})
+        if dtype not in cached:
+            cached[dtype] = tuple(t.to(dtype) for t in (
+                self.expand_matrix, self.expand_bias, self.reduce_matrix, self.reduce_bias))
+        return cached[dtype]
+
     def low_rank(self, x: torch.Tensor) -> torch.Tensor:
-        """reduce(relu(expand(x))) for a channels-last float32 CPU tensor, chunk by chunk."""
+        """reduce(relu(expand(x))) for a channels-last float32 or bf16 CPU tensor, chunk by chunk."""
+        expand_matrix, expand_bias, reduce_matrix, reduce_bias = self._matrices(x.dtype)
         batch, channels, height, width = x.shape
         pixels = x.permute(0, 2, 3, 1).reshape(-1, channels)  # a view for channels-last input
         count = pixels.shape[0]
         out = torch.empty((batch, height, width, self.narrow), dtype=x.dtype)
         out_pixels = out.view(-1, self.narrow)
         chunk = min(PIXELS_PER_CHUNK * max(1, torch.get_num_threads()), count)
-        wide = torch.empty((chunk, self.expand_matrix.shape[1]), dtype=x.dtype)
-        narrow = torch.empty((chunk, self.reduce_matrix.shape[1]), dtype=x.dtype)
+        wide = torch.empty((chunk, expand_matrix.shape[1]), dtype=x.dtype)
+        narrow = torch.empty((chunk, reduce_matrix.shape[1]), dtype=x.dtype)
         for start in range(0, count, chunk):
             stop = min(start + chunk, count)
             size = stop - start
-            hidden = torch.addmm(self.expand_bias, pixels[start:stop], self.expand_matrix, out=wide[:size])
+            hidden = torch.addmm(expand_bias, pixels[start:stop], expand_matrix, out=wide[:size])
             hidden.relu_()
-            reduced = torch.addmm(self.reduce_bias, hidden, self.reduce_matrix, out=narrow[:size])
+            reduced = torch.addmm(reduce_bias, hidden, reduce_matrix, out=narrow[:size])
             out_pixels[start:stop].copy_(reduced[:, : self.narrow])
         return out.permute(0, 3, 1, 2)  # NCHW view of channels-last memory
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if runs_fast(x):
             low = self.low_rank(x.contiguous(memory_format=torch.channels_last))
+        elif runs_fast_bf16(x):
+            # Under bf16 autocast the 1x1 convolutions would run in bf16 anyway;
+            # here they do so as chunked products (on a CPU with AMX, oneDNN's bf16 GEMMs).
+            with torch.autocast("cpu", enabled=False):
+                low = self.low_rank(x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last))
         else:
             low = self.reduce(torch.relu(self.expand(x)))
         out = self.conv(low)

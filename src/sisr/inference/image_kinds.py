@@ -52,9 +52,16 @@ class SourceImage:
     def grey(self) -> bool:
         return self.color.shape[1] == 1
 
-    def color_window(self, rows: Span, columns: Span) -> torch.Tensor:
-        """A float32 RGB window in [0, 1]; grey is replicated to three channels."""
-        window = _window(self.color, rows, columns).to(torch.float32) / self.maximum
+    def color_window(self, rows: Span, columns: Span, device: torch.device | None = None) -> torch.Tensor:
+        """A float32 RGB window in [0, 1] (on `device` if given); grey is replicated to three channels.
+
+        The window travels in its stored type and is converted on the device:
+        a quarter of the bytes of float32 for 8-bit images.
+        """
+        window = _window(self.color, rows, columns)
+        if device is not None and window.device != device:
+            window = window.to(device)
+        window = window.to(torch.float32) / self.maximum
         return window.expand(-1, 3, -1, -1) if self.grey else window
 
     def alpha_window(self, rows: Span, columns: Span) -> torch.Tensor:
@@ -122,6 +129,26 @@ def to_source(image: Any) -> SourceImage:
     raise SisrError(f"cannot upscale a {type(image).__name__}: pass a numpy array, a PIL image or a float NCHW tensor")
 
 
+# From a GPU, results come to the host through page-locked (pinned) memory:
+# the GPU's copy engine writes it directly, where a copy into ordinary
+# (pageable) memory goes through the driver's staging buffers. An 8-bit result
+# of up to PINNED_CANVAS_BYTES is assembled in pinned memory itself, from
+# torch's cache of pinned blocks: a new numpy array of that size would also
+# cost the first touch of every page. On an H200 (benchmarks/bench_gpu.py,
+# 2026-11-26), a 4096^2 RGB result (50 MB) to a new array: 16.9 ms pageable,
+# 8.7 ms through a pinned buffer, 0.9 ms into a cached pinned buffer alone.
+# False is the pageable path, kept for that comparison.
+PINNED_STAGING = True
+PINNED_CANVAS_BYTES = 256 * 2**20  # larger results: pageable canvas, pinned staging per tile
+
+
+def _to_pinned_host(levels: torch.Tensor) -> torch.Tensor:
+    """`levels` (on a GPU) copied into page-locked host memory; torch caches such buffers between calls."""
+    staging = torch.empty(levels.shape, dtype=levels.dtype, pin_memory=True)
+    staging.copy_(levels.contiguous())
+    return staging
+
+
 class Canvas:
     """The preallocated output, of the input's kind; cores are written into it as they are done.
 
@@ -129,8 +156,12 @@ class Canvas:
     to [0, 1]; tensors are clipped and stay float.
     """
 
-    def __init__(self, source: SourceImage, scale: int, rows: tuple[int, int] | None = None) -> None:
-        """`rows`: only the output of these LR rows [start, stop) is held (a band, for streaming)."""
+    def __init__(
+        self, source: SourceImage, scale: int, rows: tuple[int, int] | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        """`rows`: only the output of these LR rows [start, stop) is held (a band, for streaming);
+        `device`: where the network's outputs come from (CUDA: the canvas may be pinned)."""
         self.source = source
         self.scale = scale
         batch = source.color.shape[0]
@@ -143,6 +174,11 @@ class Canvas:
             self.pixels = torch.empty(
                 (batch, channels, height, width), dtype=source.color.dtype, device=source.color.device
             )
+        elif (
+            source.maximum == 255 and device is not None and device.type == "cuda" and PINNED_STAGING
+            and height * width * channels <= PINNED_CANVAS_BYTES
+        ):
+            self.pixels = torch.empty((height, width, channels), dtype=torch.uint8, pin_memory=True).numpy()
         else:
             dtype = np.uint8 if source.maximum == 255 else np.uint16
             self.pixels = np.empty((height, width, channels), dtype=dtype)
@@ -153,14 +189,16 @@ class Canvas:
             self.pixels[:, channels, rows, columns] = values.to(self.pixels.device, self.pixels.dtype)
             return
         levels = torch.floor(values * self.source.maximum + 0.5)
+        levels = levels.to(torch.uint8 if self.source.maximum == 255 else torch.int32)[0].permute(1, 2, 0)
         if self.source.maximum == 255:
-            # Straight into the canvas: from a GPU, no second host copy of the
-            # result (a 4096^2 RGB output is 50 MB; on an H200 the host-side
-            # copies of it took longer than the network, 2026-11-26).
             target = torch.from_numpy(self.pixels[rows, columns, channels])
-            target.copy_(levels.to(torch.uint8)[0].permute(1, 2, 0))
+            if levels.is_cuda and PINNED_STAGING and not (target.is_pinned() and target.is_contiguous()):
+                levels = _to_pinned_host(levels)  # then a host copy into the canvas
+            target.copy_(levels)
         else:  # 16-bit: numpy casts the int32 levels into the uint16 canvas
-            self.pixels[rows, columns, channels] = levels.to(torch.int32)[0].permute(1, 2, 0).cpu().numpy()
+            if levels.is_cuda and PINNED_STAGING:
+                levels = _to_pinned_host(levels)
+            self.pixels[rows, columns, channels] = levels.cpu().numpy()
 
     def _hr_slices(self, tile: Tile) -> tuple[slice, slice]:
         s = self.scale

@@ -79,7 +79,7 @@ def upscale_to_tiff(
     tile: int = 256,
     tile_overlap: int | None = None,
     tile_batch: int = 1,
-    precision: str = "fp32",
+    precision: str = "auto",
     device: str | torch.device = "auto",
     overwrite: bool = False,
     progress: bool = False,

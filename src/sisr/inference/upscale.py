@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -14,6 +15,8 @@ from .image_kinds import Canvas, SourceImage, to_source
 from .precision import prepared_for
 from .receptive_field import receptive_field
 from .tiling import Tile, plan_tiles, run_tiles
+
+log = logging.getLogger("sisr")
 
 # Smaller inputs are not images worth enlarging, and a 1-pixel axis makes
 # MATLAB's bicubic degenerate; say so instead of returning a smear.
@@ -47,12 +50,23 @@ def _progress_bar(total: int, enabled: bool, name: str) -> Any:
     return tqdm(total=total, desc=name, unit="tile", leave=False)
 
 
-def _checked_forward(model: nn.Module, scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
+def _checked_forward(model: nn.Module, scale: int, label: str) -> Callable[[torch.Tensor], torch.Tensor]:
     settings = model.sisr_inference
+    warned = False
 
     def forward(batch: torch.Tensor) -> torch.Tensor:
+        nonlocal warned
+        inputs = settings.to_input(batch)
         with settings.autocast():
-            output = model(settings.to_input(batch))
+            output = model(inputs)
+        if settings.precision == "fp16" and not bool(torch.isfinite(output).all()):
+            # fp16 tops out at 65504: a network with large activations (or an
+            # unusual input) can overflow where bf16 and fp32 do not. Redo
+            # this batch in fp32 rather than write infinities as white.
+            if not warned:
+                log.warning("%s: fp16 overflowed in %s; running those tiles in fp32", label, type(model).__name__)
+                warned = True
+            output = model(inputs)
         expected = (batch.shape[0], 3, batch.shape[2] * scale, batch.shape[3] * scale)
         if tuple(output.shape) != expected:
             raise SisrError(
@@ -101,9 +115,14 @@ class UpscaleRun:
 
     def fill(self, canvas: Canvas, color_tiles: list[Tile], alpha_tiles: list[Tile], update=None) -> None:
         """Run the network over `color_tiles` (bicubic over `alpha_tiles`) and store the cores in `canvas`."""
+        device = self.model.sisr_inference.device
+
+        def read_window(rows, columns) -> torch.Tensor:
+            return self.source.color_window(rows, columns, device)
+
         with torch.inference_mode():
             run_tiles(
-                _checked_forward(self.model, self.scale), self.source.color_window, canvas.write_color,
+                _checked_forward(self.model, self.scale, self.label), read_window, canvas.write_color,
                 color_tiles, self.scale, self.tile_batch, progress=update,
             )
             if self.source.alpha is not None:
@@ -165,7 +184,7 @@ def upscale(
     tile: int | None = None,
     tile_overlap: int | None = None,
     tile_batch: int = 1,
-    precision: str = "fp32",
+    precision: str = "auto",
     device: str | torch.device = "auto",
     progress: bool = False,
     name: str | None = None,
@@ -189,8 +208,9 @@ def upscale(
       `tile_batch` windows go through the network together. Without `tile`,
       images of more than `WHOLE_IMAGE_PIXELS` LR pixels are tiled in tiles of
       `AUTO_TILE` (same result, bounded memory); smaller ones run whole.
-    * `precision`: "fp32", "bf16" or "fp16" (CUDA only); `device`: "auto",
-      "cpu", "cuda", "cuda:N". Pass a model from `prepare_model` to skip
+    * `precision`: "auto" (fp16 on CUDA, bf16 on a CPU with bf16
+      instructions, else fp32: see `resolve_precision`), "fp32", "bf16" or
+      "fp16" (CUDA only); `device`: "auto", "cpu", "cuda", "cuda:N". Pass a model from `prepare_model` to skip
       preparing it again for every image.
     * `name` is used in error messages (e.g. the file name).
 
@@ -200,7 +220,7 @@ def upscale(
         model, image, tile=tile, tile_overlap=tile_overlap, tile_batch=tile_batch, precision=precision,
         device=device, name=name,
     )
-    canvas = Canvas(run.source, run.scale)
+    canvas = Canvas(run.source, run.scale, device=run.model.sisr_inference.device)
     bar = _progress_bar(len(run.color_tiles), progress, run.label)
     try:
         run.fill(canvas, run.color_tiles, run.alpha_tiles, bar.update if bar is not None else None)
