@@ -131,3 +131,19 @@ def test_the_profile_script_lists_the_operators(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "wdsr-b-16-x2 8x8, fp32" in done.stdout and "whole upscale call" in done.stdout
     assert "aten::" in done.stdout
+
+
+def test_the_allocator_benchmark_compares_both_settings(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_allocator.py"
+    out = tmp_path / "allocator.json"
+    done = subprocess.run([sys.executable, str(script), "--models", "wdsr-b-16-x2", "--size", "8", "--rounds", "1",
+                           "--repeat", "1", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    records = json.loads(out.read_text())
+    assert [r["setting"] for r in records] == ["malloc as it is", "freed memory kept (sisr)"]
+    assert all(r["seconds"] > 0 and r["output_size"] == [16, 16] for r in records)
+    assert "freed memory kept (sisr)" in done.stdout

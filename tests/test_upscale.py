@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -465,3 +467,43 @@ def test_wdsr_b_fused_pair_runs_in_bf16_under_bf16(monkeypatch):
     plain = upscale(prepare_model(model, "bf16", "cpu", fuse=False), image, precision="bf16", device="cpu")
     assert psnr(fused, fp32) > 40 and psnr(plain, fp32) > 40
     assert psnr(fused, plain) > 40
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback where nothing can be pinned")
+def test_a_canvas_for_gpu_results_falls_back_to_plain_memory_where_nothing_can_be_pinned():
+    from sisr.inference.image_kinds import Canvas, to_source
+    from sisr.inference.tiling import plan_tiles
+
+    source = to_source(photo(6, 5))
+    canvas = Canvas(source, 2, device=torch.device("cuda"))  # this build cannot pin: plain numpy memory
+    values = torch.rand(1, 3, 12, 10)
+    canvas.write_color(plan_tiles(6, 5, None, 0)[0], values)
+    expected = torch.floor(values[0].permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(canvas.result(), expected)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the setting is glibc's")
+def test_cpu_inference_asks_malloc_to_keep_freed_feature_maps(monkeypatch):
+    import ctypes
+
+    from sisr.inference import host_memory
+
+    tune = host_memory.keep_freed_memory
+    tune.cache_clear()
+    try:
+        monkeypatch.setenv("SISR_KEEP_FREED_MEMORY", "0")
+        assert host_memory.keep_freed_memory() is False  # left as it is when asked
+        host_memory.keep_freed_memory.cache_clear()
+        monkeypatch.delenv("SISR_KEEP_FREED_MEMORY")
+        try:
+            ctypes.CDLL("libc.so.6").gnu_get_libc_version
+        except (OSError, AttributeError):
+            pytest.skip("not glibc")
+        assert host_memory.keep_freed_memory() is True
+        host_memory.keep_freed_memory.cache_clear()
+        calls = []
+        monkeypatch.setattr(host_memory, "keep_freed_memory", lambda: calls.append(1) or True)
+        prepare_model(create_model("wdsr-b-16-x2", num_blocks=1), "fp32", "cpu")
+        assert calls == [1]  # CPU models get it when prepared
+    finally:
+        tune.cache_clear()

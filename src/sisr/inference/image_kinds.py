@@ -142,9 +142,19 @@ PINNED_STAGING = True
 PINNED_CANVAS_BYTES = 256 * 2**20  # larger results: pageable canvas, pinned staging per tile
 
 
+def _pinned_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | None:
+    """A page-locked host tensor from torch's cache, or None where the system refuses to pin more memory."""
+    try:
+        return torch.empty(shape, dtype=dtype, pin_memory=True)
+    except RuntimeError:
+        return None
+
+
 def _to_pinned_host(levels: torch.Tensor) -> torch.Tensor:
-    """`levels` (on a GPU) copied into page-locked host memory; torch caches such buffers between calls."""
-    staging = torch.empty(levels.shape, dtype=levels.dtype, pin_memory=True)
+    """`levels` (on a GPU) copied into page-locked host memory (or plain memory, if none can be pinned)."""
+    staging = _pinned_empty(tuple(levels.shape), levels.dtype)
+    if staging is None:
+        return levels.cpu()
     staging.copy_(levels.contiguous())
     return staging
 
@@ -174,14 +184,18 @@ class Canvas:
             self.pixels = torch.empty(
                 (batch, channels, height, width), dtype=source.color.dtype, device=source.color.device
             )
-        elif (
-            source.maximum == 255 and device is not None and device.type == "cuda" and PINNED_STAGING
-            and height * width * channels <= PINNED_CANVAS_BYTES
-        ):
-            self.pixels = torch.empty((height, width, channels), dtype=torch.uint8, pin_memory=True).numpy()
         else:
-            dtype = np.uint8 if source.maximum == 255 else np.uint16
-            self.pixels = np.empty((height, width, channels), dtype=dtype)
+            pinned = None
+            if (
+                source.maximum == 255 and device is not None and device.type == "cuda" and PINNED_STAGING
+                and height * width * channels <= PINNED_CANVAS_BYTES
+            ):
+                pinned = _pinned_empty((height, width, channels), torch.uint8)
+            if pinned is not None:
+                self.pixels = pinned.numpy()
+            else:
+                dtype = np.uint8 if source.maximum == 255 else np.uint16
+                self.pixels = np.empty((height, width, channels), dtype=dtype)
 
     def _store(self, rows: slice, columns: slice, channels: slice, values: torch.Tensor) -> None:
         values = values.to(torch.float32).clamp_(0.0, 1.0)

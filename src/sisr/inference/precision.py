@@ -203,6 +203,7 @@ def prepare_model(
     uses it as it is instead of preparing it again.
     """
     from .fast import optimize_for_inference
+    from .host_memory import keep_freed_memory
 
     target = resolve_device(device)
     precision = resolve_precision(precision, target)
@@ -212,6 +213,8 @@ def prepare_model(
     prepared.__dict__.pop("forward", None)  # a compiled forward copied from a model prepared before
     if CHANNELS_LAST:
         prepared = prepared.to(memory_format=torch.channels_last)
+    if target.type == "cpu":
+        keep_freed_memory()  # process-wide, once: see sisr.inference.host_memory
     fused = fuse and not compile and target.type == "cpu"
     if fused:
         prepared = optimize_for_inference(prepared)
