@@ -187,17 +187,19 @@ def prepare_model(
 ) -> nn.Module:
     """An inference copy of `model`: eval mode, weight norm folded, moved; the original is untouched.
 
-    On the CPU, WDSR-B's blocks and upsamplers are also replaced by their
-    fast forms (see `sisr.inference.fast`; `fuse=False` keeps the network's
-    own modules).
+    `precision` "auto" is resolved here (`resolve_precision`); the copy's
+    `sisr_inference.precision` says what was chosen. On the CPU, WDSR-B's
+    blocks and upsamplers are also replaced by their fast forms (see
+    `sisr.inference.fast`; `fuse=False` keeps the network's own modules), and
+    malloc is asked to keep freed feature maps (`sisr.inference.host_memory`).
 
     `compile=True` runs the forward through `torch.compile` instead of the
     hand-written fast paths. Compiling costs seconds for each new input
     shape, so it pays only over many inputs of one size (video frames, a
     folder of equal photos, the equal tiles of a large image), and mostly on
-    a GPU: on an H200 EDSR-baseline x4 in fp16 ran 0.041 -> 0.017 s per
-    1024^2 input after 4-15 s of compiling (benchmarks/bench_gpu.py,
-    2026-11-26); on this project's CPU it did not pay.
+    a GPU: on an H200 EDSR-baseline x4 in fp16 ran 0.043 -> 0.019 s per
+    1024^2 image (whole `upscale` calls) after 4-12 s of compiling
+    (benchmarks/bench_gpu.py, 2026-11-26); on this project's CPU it did not pay.
 
     The copy carries its `InferenceSettings` as `sisr_inference`, so `upscale`
     uses it as it is instead of preparing it again.
