@@ -204,7 +204,8 @@ def upscale(
       MATLAB's bicubic (in float, clipped), not by the network.
     * `tile`: process cores of at most `tile` x `tile` LR pixels, each with
       `tile_overlap` pixels of context per side (default: the network's
-      receptive field, which makes the result identical to an untiled run);
+      receptive field, which makes the result identical to an untiled run
+      on the CPU, and on a GPU up to cuDNN's shape-dependent rounding);
       `tile_batch` windows go through the network together. Without `tile`,
       images of more than `WHOLE_IMAGE_PIXELS` LR pixels are tiled in tiles of
       `AUTO_TILE` (same result, bounded memory); smaller ones run whole.
