@@ -274,6 +274,11 @@ def test_a_prepared_model_is_used_as_it_is(network, monkeypatch):
     np.testing.assert_array_equal(upscale(prepared, photo(), device="cpu"), expected)
     with pytest.raises(AssertionError, match="prepared again"):  # other settings need a new copy
         upscale(prepared, photo(), precision="bf16", device="cpu")
+    monkeypatch.undo()
+    reduced = prepare_model(network, "bf16", "cpu")
+    monkeypatch.setattr(precision, "prepare_model", no_second_preparation)
+    # "auto" (the default) takes a prepared model's own precision and device as they are
+    np.testing.assert_array_equal(upscale(reduced, photo()), upscale(reduced, photo(), precision="bf16", device="cpu"))
 
 
 def test_progress_stays_quiet_off_a_terminal(network, capsys):

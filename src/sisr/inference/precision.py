@@ -230,11 +230,18 @@ def prepare_model(
 
 
 def prepared_for(model: nn.Module, precision: str, device: str | torch.device) -> nn.Module:
-    """`model` itself if it was prepared for these settings, else a prepared copy."""
-    target = resolve_device(device)
-    precision = resolve_precision(precision, target)
-    check_precision(precision, target)
+    """`model` itself if it was prepared for these settings, else a prepared copy.
+
+    "auto" (precision or device) accepts what a prepared model already has:
+    a model prepared in fp32 on purpose is not re-prepared in fp16 because a
+    GPU is there.
+    """
     settings = getattr(model, "sisr_inference", None)
-    if isinstance(settings, InferenceSettings) and settings.precision == precision and settings.device == target:
-        return model
-    return prepare_model(model, precision, target)
+    if isinstance(settings, InferenceSettings):
+        unspecified_device = isinstance(device, str) and device.strip().lower() == "auto"
+        target = settings.device if unspecified_device else resolve_device(device)
+        wanted = settings.precision if precision == AUTO else resolve_precision(precision, target)
+        check_precision(wanted, target)
+        if wanted == settings.precision and target == settings.device:
+            return model
+    return prepare_model(model, precision, device)
