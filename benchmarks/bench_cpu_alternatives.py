@@ -9,6 +9,8 @@ Each line times one alternative against what sisr does, interleaved, best of
   convolution with a fused add post-op (`torch.ops.mkldnn._convolution_pointwise`);
 * WDSR-B-32's 32 blocks: sisr's fused blocks (channels-last, chunked 1x1 pair)
   against oneDNN's blocked layout end to end (`torch.utils.mkldnn`);
+* WDSR-B-32's 32 blocks: whole feature maps (sisr) against bands of rows,
+  each band's 1x1 pair, 3x3 convolution and skip done while it is in cache;
 * one of EDSR-baseline's 64 -> 64 3x3 convolutions: oneDNN's direct
   convolution against Winograd F(2x2, 3x3) written in torch operations
   (2.25x fewer multiplies, plus input and output transforms).
@@ -112,6 +114,40 @@ def blocked_layout(size: int, repeat: int) -> None:
          {"sisr fused": run_fused, "oneDNN blocked layout": run_blocked}, max(1, repeat // 2))
 
 
+def _banded_block(block: nn.Module, x: torch.Tensor, rows: int) -> torch.Tensor:
+    """One fused WDSR-B block band by band: 1x1 pair (with a row of context), 3x3 conv and skip per band."""
+    height = x.shape[2]
+    out = torch.empty_like(x)
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        low = block.low_rank(x[:, :, max(top - 1, 0) : min(bottom + 1, height)])
+        low = F.pad(low, (0, 0, int(top == 0), int(bottom == height)))  # the image's zero padding
+        y = F.conv2d(low, block.conv.weight, block.conv.bias, padding=(0, 1))
+        if block.res_scale != 1.0:
+            y = y * block.res_scale
+        out[:, :, top:bottom] = y.add_(x[:, :, top:bottom])
+    return out
+
+
+def banded_blocks(size: int, repeat: int) -> None:
+    torch.manual_seed(0)
+    model = create_model("wdsr-b-32-x4").eval()
+    fused = [m for m in prepare_model(model, "fp32", "cpu").modules() if type(m).__name__ == "FusedWideBlockB"]
+    x = torch.randn(1, 32, size, size).contiguous(memory_format=torch.channels_last)
+
+    def run(rows: int | None) -> torch.Tensor:
+        y = x
+        for block in fused:
+            y = block(y) if rows is None else _banded_block(block, y, rows)
+        return y
+
+    difference = (run(None) - run(32)).abs().max().item()
+    race(f"WDSR-B-32's {len(fused)} blocks, whole maps or bands of rows kept in cache, {size}^2 "
+         f"(max difference {difference:.1e})",
+         {"sisr (whole maps)": lambda: run(None), "bands of 32 rows": lambda: run(32),
+          "bands of 64 rows": lambda: run(64)}, max(1, repeat // 2))
+
+
 # Winograd F(2x2, 3x3): Y = A^T [(G g G^T) * (B^T d B)] A over 4x4 input tiles with stride 2.
 _G = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
@@ -170,6 +206,7 @@ def main() -> None:
     with torch.inference_mode():
         conv_add(args.size, args.repeat)
         blocked_layout(args.size, args.repeat)
+        banded_blocks(args.size, args.repeat)
         winograd(args.size, args.repeat)
 
 
