@@ -149,6 +149,8 @@ def onnx_row(network: str, model: torch.nn.Module, flops: int, folder: Path, thr
     path = export_onnx(model, folder / f"{network}.onnx")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # Its threads would otherwise spin-wait after each run, taking the cores from the rows timed after it.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def run(image: np.ndarray) -> np.ndarray:
