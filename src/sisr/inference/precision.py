@@ -60,9 +60,12 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     Each is the measured fastest there with results that match fp32's: on an
     H200 (benchmarks/bench_gpu.py, 2026-11-26) fp16 ran EDSR-baseline x4 in
     0.041 s against fp32's 0.055 s (TF32 convolutions) with Set5 PSNR within
-    0.001 dB (bf16: as fast, within 0.015 dB). A CPU without bf16 instructions
-    only emulates bf16, several times slower than fp32, so it keeps fp32.
-    An fp16 batch that overflows is run again in fp32 (see `upscale`).
+    0.001 dB (bf16: as fast, within 0.015 dB); on the Xeon with AMX beside it
+    (benchmarks/bench_inference.py --bf16, 16 threads) bf16 ran EDSR-baseline
+    x4 2.0x and WDSR-B-32 x4 1.8x faster than fp32, Set5 within 0.01 dB. A
+    CPU without bf16 instructions only emulates bf16, about 13x slower than
+    fp32 on this project's machine, so it keeps fp32. An fp16 batch that
+    overflows is run again in fp32 (see `upscale`).
     """
     if precision != AUTO:
         return precision
