@@ -7,9 +7,11 @@ one layer only to be read back by the next) and EDSR's upsampler (feature
 maps 16x the input's area). `optimize_for_inference` replaces them, in a
 prepared copy of the network, by modules that
 
-* run WDSR-B's 1x1 expand -> ReLU -> 1x1 reduce as two matrix products over
-  a cache-sized run of pixels at a time, so the wide activation never leaves
-  the cache (a 1x1 convolution needs no neighbours: exact, no overlap);
+* run WDSR-B's 1x1 expand -> ReLU -> 1x1 reduce over a cache-sized run of
+  pixels at a time, so the wide activation never leaves the cache (a 1x1
+  convolution needs no neighbours: exact, no overlap): in float32 with the
+  compiled kernel of `sisr.inference.native` where it is available, else as
+  two BLAS matrix products per run;
 * run an upsampler (convolutions and pixel shuffles) in strips of rows down
   the image, each convolution keeping the few input rows its next strip
   needs, so nothing is recomputed and the large maps never exist whole;
@@ -38,9 +40,13 @@ the same module.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from . import native
 
 # Pixels per thread per matrix product in WDSR-B's fused 1x1 pair: the
 # 192-channel activation of 2048 pixels is 1.5 MB, which stays in the caches.
@@ -102,7 +108,8 @@ def _is_plain(conv: nn.Conv2d) -> bool:
 class FusedWideBlockB(nn.Module):
     """x + res_scale * conv3x3(reduce(relu(expand(x)))), WDSR-B's block, the 1x1 pair fused.
 
-    The two 1x1 convolutions are matrix products over pixels; they run
+    In float32 the pair runs in `native.wdsr_pair` where the compiled kernel
+    is available. Otherwise the two 1x1 convolutions are matrix products over pixels; they run
     `PIXELS_PER_CHUNK` pixels at a time so that the wide activation of a run
     stays in the cache, and only the narrow low-rank result is written to
     memory. Both products keep pixels as rows (no transposed operand for the
@@ -139,14 +146,25 @@ class FusedWideBlockB(nn.Module):
                 self.expand_matrix, self.expand_bias, self.reduce_matrix, self.reduce_bias))
         return cached[dtype]
 
+    def _packed(self) -> native.PackedPair:
+        """The pair in the native kernel's layout, packed on first use."""
+        if "_native" not in self.__dict__:
+            self.__dict__["_native"] = native.pack_pair(
+                self.expand_matrix, self.expand_bias, self.reduce_matrix[:, : self.narrow],
+                self.reduce_bias[: self.narrow])
+        return self.__dict__["_native"]
+
     def low_rank(self, x: torch.Tensor) -> torch.Tensor:
         """reduce(relu(expand(x))) for a channels-last float32 or bf16 CPU tensor, chunk by chunk."""
-        expand_matrix, expand_bias, reduce_matrix, reduce_bias = self._matrices(x.dtype)
         batch, channels, height, width = x.shape
         pixels = x.permute(0, 2, 3, 1).reshape(-1, channels)  # a view for channels-last input
-        count = pixels.shape[0]
         out = torch.empty((batch, height, width, self.narrow), dtype=x.dtype)
         out_pixels = out.view(-1, self.narrow)
+        if x.dtype == torch.float32 and native.library() is not None:
+            native.wdsr_pair(pixels.contiguous(), self._packed(), out_pixels)
+            return out.permute(0, 3, 1, 2)
+        expand_matrix, expand_bias, reduce_matrix, reduce_bias = self._matrices(x.dtype)
+        count = pixels.shape[0]
         chunk = min(PIXELS_PER_CHUNK * max(1, torch.get_num_threads()), count)
         wide = torch.empty((chunk, expand_matrix.shape[1]), dtype=x.dtype)
         narrow = torch.empty((chunk, reduce_matrix.shape[1]), dtype=x.dtype)
@@ -173,6 +191,53 @@ class FusedWideBlockB(nn.Module):
         if self.res_scale != 1.0:
             out = out * self.res_scale
         return out.add_(x) if runs_fast(x) else out + x
+
+
+class FusedWideBodyB(nn.Module):
+    """WDSR-B's blocks in a row, each block's skip addition done inside the next block's pair kernel.
+
+    A block ends in x + res_scale * conv(...), a pass over two 32-channel maps
+    and a write of a third; the native kernel, which reads the next block's
+    input pixel by pixel anyway, can form that sum as it goes (and store it for
+    the skip after). Only the last block's addition is left as a pass of its
+    own. Without the native kernel (or outside float32 CPU inference) the
+    blocks run one after the other as `FusedWideBlockB`s.
+    """
+
+    def __init__(self, blocks: list[FusedWideBlockB]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (runs_fast(x) and native.library() is not None):
+            for block in self.blocks:
+                x = block(x)
+            return x
+        x = x.contiguous(memory_format=torch.channels_last)
+        batch, channels, height, width = x.shape
+        pending: tuple[torch.Tensor, float] | None = None  # the last block's conv output and res_scale, not yet added
+        for block in self.blocks:
+            low = torch.empty((batch, height, width, block.narrow))
+            pixels = _pixel_rows(x)
+            if pending is None:
+                native.wdsr_pair(pixels, block._packed(), low.view(-1, block.narrow))
+            else:
+                summed = torch.empty_like(x)
+                native.wdsr_pair(pixels, block._packed(), low.view(-1, block.narrow), skip=_pixel_rows(pending[0]),
+                                 skip_scale=pending[1], summed=_pixel_rows(summed))
+                x = summed
+            out = block.conv(low.permute(0, 3, 1, 2)).contiguous(memory_format=torch.channels_last)
+            pending = (out, block.res_scale)
+        assert pending is not None
+        out, res_scale = pending
+        if res_scale != 1.0:
+            out.mul_(res_scale)
+        return out.add_(x)
+
+
+def _pixel_rows(x: torch.Tensor) -> torch.Tensor:
+    """A channels-last NCHW tensor as its [pixels, channels] matrix (a view)."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
 def _bias(conv: nn.Conv2d) -> torch.Tensor:
@@ -223,7 +288,15 @@ class _ConvStage:
 
 
 def _conv_rows(conv: nn.Conv2d, rows: torch.Tensor) -> torch.Tensor:
-    """conv over rows that carry their own vertical context: padding only along the width."""
+    """conv over rows that carry their own vertical context: padding only along the width.
+
+    A last 3x3 convolution to 3 channels runs in `native.conv3x3_to3` where
+    the compiled kernels are available: oneDNN runs such a narrow layer far
+    below the peak (EDSR-baseline x4, 256 x 256: 85 of 1700 ms on the
+    development machine, the kernel about a fifth of that).
+    """
+    if native.conv3x3_to3_applies(conv) and native.library() is not None:
+        return native.conv3x3_to3(rows, conv.weight, conv.bias)
     return F.conv2d(rows, conv.weight, conv.bias, padding=(0, conv.padding[1]))
 
 
@@ -338,6 +411,60 @@ def _fused_block(module: nn.Module) -> nn.Module | None:
     return None
 
 
+class FoldedWdsrOutput(nn.Module):
+    """WDSR's two branch ends summed at LR size, one pixel shuffle, `normalize.inverse` folded in.
+
+    The network shuffles each branch to HR size, adds them there and then
+    maps the sum back to [0, 1] (y / scale + mean): four passes over the
+    16x larger output (on a 256 x 256 input, x4: about 20 of 580 ms on the
+    development machine). A pixel shuffle only moves values, so it can come
+    after the sum; dividing by the scale and adding the mean are affine maps
+    that copies of the two convolutions absorb in their weights and biases
+    (channel c * s^2 + k of their outputs becomes colour c). Same values up to
+    float rounding. The network's own `tail` and `skip` stay as they are.
+    """
+
+    def __init__(self, tail_conv: nn.Conv2d, skip_conv: nn.Conv2d, shuffle: nn.PixelShuffle, scale: float,
+                 mean: torch.Tensor) -> None:
+        super().__init__()
+        self.tail = copy.deepcopy(tail_conv)
+        self.skip = copy.deepcopy(skip_conv)
+        self.shuffle = shuffle
+        with torch.no_grad():
+            for conv in (self.tail, self.skip):
+                conv.weight.div_(scale)
+                conv.bias.div_(scale)
+            self.tail.bias.add_(mean.flatten().to(self.tail.bias).repeat_interleave(shuffle.upscale_factor**2))
+
+    def forward(self, features: torch.Tensor, normalized: torch.Tensor) -> torch.Tensor:
+        y = self.tail(features)
+        skip = self.skip(normalized)
+        y = y.add_(skip) if runs_fast(y) else y + skip
+        return self.shuffle(y)
+
+
+def _wdsr_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """WDSR's forward with `FoldedWdsrOutput` as its end."""
+    x = self.normalize(x)
+    return self.folded_output(self.body(self.head(x)), x)
+
+
+def _fold_wdsr_output(model: nn.Module) -> None:
+    """Give a WDSR a `FoldedWdsrOutput` and a forward that uses it (this instance only)."""
+    from ..models.wdsr import WDSR
+
+    if type(model) is not WDSR:
+        return
+    tail_conv, shuffle = model.tail
+    skip_conv = model.skip[0]
+    if not (isinstance(tail_conv, nn.Conv2d) and isinstance(skip_conv, nn.Conv2d)
+            and isinstance(shuffle, nn.PixelShuffle) and tail_conv.bias is not None and skip_conv.bias is not None):
+        return
+    model.folded_output = FoldedWdsrOutput(tail_conv, skip_conv, shuffle, model.normalize.scale,
+                                           model.normalize.mean)
+    model.forward = _wdsr_forward.__get__(model)
+
+
 def optimize_for_inference(model: nn.Module) -> nn.Module:
     """Replace WDSR-B blocks and upsamplers of `model` (modified in place) by their fast inference forms.
 
@@ -350,7 +477,13 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
             fused = _fused_block(child)
             if fused is not None:
                 setattr(parent, name, fused)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Sequential) and len(child) > 1 and all(
+                    isinstance(block, FusedWideBlockB) for block in child):
+                setattr(parent, name, FusedWideBodyB(list(child)))
     _stream_upsamplers(model)
+    _fold_wdsr_output(model)
     return model
 
 
