@@ -12,7 +12,9 @@ that peak, shows how much of the machine it uses.
 
 Rows, for edsr-baseline-x4 and wdsr-b-32-x4 (--networks takes other presets
 and the bundled default-x4 too):
-* sisr: `upscale` with a prepared model, the automatic fast path (fused blocks);
+* sisr: `upscale` with a prepared model, the automatic fast path (fused blocks,
+  sisr's compiled CPU kernels where they are available: `sisr.inference.native`);
+* sisr without its native kernels: the same with PyTorch's layers in their place;
 * sisr, unfused: prepared (weight norm folded, channels-last) without the fused blocks;
 * PyTorch eager: the network as built (NCHW, weight norm recomputed), on a float tensor;
 * onnxruntime: sisr's ONNX export (if onnxruntime is installed);
@@ -46,7 +48,7 @@ import numpy as np
 import torch
 
 from sisr.bench import MatmulPeak, count_flops, cpu_name
-from sisr.inference import prepare_model, upscale
+from sisr.inference import native, prepare_model, upscale
 from sisr.inference.precision import cpu_has_native_bf16
 from sisr.models import build_model, create_model
 
@@ -110,6 +112,17 @@ def sisr_row(network: str, label: str, model: torch.nn.Module, flops: int, **opt
     prepared = prepare_model(model, precision, "cpu", fuse=fuse)
     return Row(network, label, lambda image: upscale(prepared, image, precision=precision, device="cpu", **options),
                flops)
+
+
+def without_native_row(network: str, model: torch.nn.Module, flops: int) -> Row:
+    """The fast path with PyTorch's layers where sisr's compiled kernels would run: what they gain."""
+    inner = sisr_row(network, "", model, flops)
+
+    def run(image: np.ndarray) -> np.ndarray:
+        with native.suspended():
+            return inner.run(image)
+
+    return Row(network, "sisr without its native kernels", run, flops)
 
 
 def eager_row(network: str, model: torch.nn.Module, flops: int) -> Row:
@@ -207,8 +220,10 @@ def build_rows(
         model, weights = load_network(network, shared)
         flops = count_flops(model, args.size, args.size)
         notes.append(f"{network}: {weights}, {flops / 1e9:.1f} GFLOP per {args.size}x{args.size} image")
-        network_rows = [
-            sisr_row(network, "sisr (automatic fast path)", model, flops),
+        network_rows = [sisr_row(network, "sisr (automatic fast path)", model, flops)]
+        if native.library() is not None:
+            network_rows.append(without_native_row(network, model, flops))
+        network_rows += [
             sisr_row(network, "sisr unfused (folded, channels-last)", model, flops, fuse=False),
             eager_row(network, model, flops),
         ]
@@ -285,6 +300,11 @@ def main() -> None:
     report(args, rows, notes, peak, bf16_peak, load_before, load_after)
 
 
+def native_status() -> str:
+    reason = native.unavailable_reason()
+    return "on" if reason is None else f"off ({reason})"
+
+
 def report(args, rows: list[Row], notes: list[str], peak: MatmulPeak, bf16_peak: MatmulPeak | None,
            load_before, load_after) -> None:
     when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -295,6 +315,7 @@ def report(args, rows: list[Row], notes: list[str], peak: MatmulPeak, bf16_peak:
         f"fp32 matmul peak {peak.best / 1e9:.1f} GFLOP/s (torch.mm 2048^2, best in this run); "
         + (f"bf16 peak {bf16_peak.best / 1e9:.1f} GFLOP/s (bf16 rows' 'of peak'); " if bf16_peak else "")
         + f"native bf16: {cpu_has_native_bf16()}; "
+        f"sisr's native kernels: {native_status()}; "
         f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
     )
     print(header)
@@ -325,7 +346,7 @@ def report(args, rows: list[Row], notes: list[str], peak: MatmulPeak, bf16_peak:
             "machine": cpu_name(), "threads": args.threads, "torch": torch.__version__, "date": when,
             "size": args.size, "scale": SCALE, "repeat": args.repeat, "matmul_peak_gflops": peak.best / 1e9,
             "bf16_matmul_peak_gflops": bf16_peak.best / 1e9 if bf16_peak else None,
-            "native_bf16": cpu_has_native_bf16(),
+            "native_bf16": cpu_has_native_bf16(), "native_kernels": native_status(),
             "load_average": [load_before[0], load_after[0]], "notes": notes, "rows": records,
         }
         text = json.dumps(document, indent=2)

@@ -5,7 +5,8 @@
 One block of wdsr-b-32-x4 (32 features, 192 wide, 25 low-rank) on a
 size x size channels-last float32 input, timed part by part as sisr's fast
 path runs it (`sisr.inference.fast.FusedWideBlockB`): the fused 1x1 expand ->
-ReLU -> 1x1 reduce pair at several chunk sizes, the 3x3 convolution, the
+ReLU -> 1x1 reduce pair in sisr's native kernel (where it is available) and
+as BLAS products at several chunk sizes, the 3x3 convolution, the
 whole block; plus the two matrix products of one chunk alone (the reduce also
 padded to 32 outputs, counted at its useful FLOPs, to see if the padding pays). Each row gives
 its FLOPs (2 x multiply-adds) over its seconds as a fraction of the fp32
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 import sisr.inference.fast as fast
+from sisr.inference import native
 from sisr.bench import MatmulPeak, cpu_name
 
 FEATURES, WIDE, NARROW = 32, 192, 25  # wdsr-b-32-x4's block
@@ -76,10 +78,13 @@ def main() -> None:
         rows.append({"part": name, "ms": seconds * 1e3, "gflops_per_s": gflops,
                      "fraction_of_peak": gflops / peak_gflops})
 
+    if native.library() is not None:
+        row("1x1 pair, sisr's native kernel", lambda: block.low_rank(x), pair_flops)
     original = fast.PIXELS_PER_CHUNK
     for per_thread in (1024, 2048, 4096, 8192):
         fast.PIXELS_PER_CHUNK = per_thread
-        row(f"1x1 pair, fused, {per_thread} px/thread", lambda: block.low_rank(x), pair_flops)
+        with native.suspended():
+            row(f"1x1 pair, BLAS products, {per_thread} px/thread", lambda: block.low_rank(x), pair_flops)
     fast.PIXELS_PER_CHUNK = original
     row(f"expand product alone ({chunk} px)", lambda: torch.mm(a, block.expand_matrix),
         2 * chunk * FEATURES * WIDE)

@@ -63,6 +63,8 @@ def test_available_where_supported(fresh_library) -> None:
         (8, 48, 6, 1000, 1),  # a small WDSR-B
         (16, 40, 40, 517, 2),  # hidden padded 40 -> 48; outputs over two column tiles, the last partial
         (3, 24, 33, 100, 4),
+        (16, 40, 50, 517, 2),  # 48 + 2: two columns summed by the expand product
+        (64, 384, 51, 333, 2),  # WDSR-B 64: 48 + 3, the last tile partial
     ],
 )
 def test_pair_matches_reference(kernels, inputs: int, hidden: int, outputs: int, count: int, threads: int) -> None:
@@ -222,3 +224,12 @@ def test_edsr_last_layer_runs_in_the_kernel(kernels, monkeypatch: pytest.MonkeyP
         plain = prepare_model(model, "fp32", "cpu", fuse=False)(image)
     assert calls and sum(shape[2] - 2 for shape in calls) == 82  # every output row, once
     torch.testing.assert_close(fast, plain, rtol=0, atol=2e-5)
+
+
+def test_suspended_runs_pytorch_layers_for_a_while(kernels) -> None:
+    with native.suspended():
+        assert native.library() is None
+        with native.suspended():
+            assert native.library() is None
+        assert native.library() is None  # the outer block still holds
+    assert native.library() is kernels

@@ -29,6 +29,7 @@ makes the kernels unavailable.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -41,6 +42,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -49,10 +51,10 @@ log = logging.getLogger("sisr")
 KERNELS = Path(__file__).with_name("kernels")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 REQUIRED_CPU_FLAGS = ("avx2", "fma")
-# Tile widths of kernels/wdsr_b.c: the expand product writes 24 hidden channels
-# at a time, the reduce product 32 outputs; the packed weights are padded to them.
-EXPAND_TILE = 24
-REDUCE_TILE = 32
+# Tile widths of kernels/wdsr_b.c: both products write 24 channels at a time; up to
+# SIDE_COLUMNS outputs past a multiple of 24 are summed by the expand product instead.
+TILE = 24
+SIDE_COLUMNS = 2
 
 _P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 
@@ -143,7 +145,8 @@ def _load() -> ctypes.CDLL:
     after = _openmp_runtimes()
     if len(after) > 1 or (before and after != before):
         raise _Unavailable(f"a second OpenMP runtime beside torch's: {sorted(after)}")
-    library.sisr_wdsr_pair.argtypes = [_P, _P, ctypes.c_float, _P, _L, _I, _I, _P, _P, _I, _P, _P, _P, _I, _I]
+    library.sisr_wdsr_pair.argtypes = [_P, _P, ctypes.c_float, _P, _L, _I, _I, _P, _P, _I, _P, _P, _I, _P, _P, _P,
+                                       _I, _I]
     library.sisr_wdsr_pair.restype = _I
     library.sisr_conv3x3_to3.argtypes = [_P, _L, _L, _I, _P, _P, _P, _I]
     library.sisr_conv3x3_to3.restype = None
@@ -161,10 +164,24 @@ def _library_or_reason() -> ctypes.CDLL | str:
     return library
 
 
+_suspended = False
+
+
 def library() -> ctypes.CDLL | None:
     """The compiled kernels, or None where they cannot be built or loaded (see `unavailable_reason`)."""
     found = _library_or_reason()
-    return None if isinstance(found, str) else found
+    return None if isinstance(found, str) or _suspended else found
+
+
+@contextlib.contextmanager
+def suspended() -> Iterator[None]:
+    """PyTorch's layers instead of the kernels inside the block: for side-by-side timings (not thread-safe)."""
+    global _suspended
+    previous, _suspended = _suspended, True
+    try:
+        yield
+    finally:
+        _suspended = previous
 
 
 def unavailable_reason() -> str | None:
@@ -178,13 +195,16 @@ class PackedPair:
     """WDSR-B's 1x1 pair in the layouts of kernels/wdsr_b.c (see its header)."""
 
     inputs: int
-    hidden: int  # padded to EXPAND_TILE
+    hidden: int  # padded to TILE
     outputs: int
-    padded_outputs: int  # padded to REDUCE_TILE
+    tiles: int  # reduce tiles of TILE columns
+    side: int  # outputs summed by the expand product
     expand: torch.Tensor  # [hidden / 24][inputs][24]
     expand_bias: torch.Tensor  # [hidden]
-    reduce: torch.Tensor  # [padded_outputs / 32][hidden][32]
-    reduce_bias: torch.Tensor  # [padded_outputs]
+    reduce: torch.Tensor  # [tiles][hidden][24]
+    reduce_bias: torch.Tensor  # [tiles * 24]
+    side_weights: torch.Tensor  # [max(side, 1)][hidden]
+    side_bias: torch.Tensor  # [max(side, 1)]
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -200,21 +220,27 @@ def pack_pair(expand: torch.Tensor, expand_bias: torch.Tensor, reduce: torch.Ten
     """
     inputs, hidden = expand.shape
     outputs = reduce.shape[1]
-    hidden_padded, outputs_padded = _round_up(hidden, EXPAND_TILE), _round_up(outputs, REDUCE_TILE)
-    w1 = expand.new_zeros(inputs, hidden_padded)
+    side = outputs % TILE if outputs >= TILE and outputs % TILE <= SIDE_COLUMNS else 0
+    main = outputs - side
+    tiles = -(-main // TILE)
+    padded = _round_up(hidden, TILE)
+    w1 = expand.new_zeros(inputs, padded)
     w1[:, :hidden] = expand
-    b1 = expand.new_zeros(hidden_padded)
+    b1 = expand.new_zeros(padded)
     b1[:hidden] = expand_bias
-    w2 = expand.new_zeros(hidden_padded, outputs_padded)
-    w2[:hidden, :outputs] = reduce
-    b2 = expand.new_zeros(outputs_padded)
-    b2[:outputs] = reduce_bias
+    w2 = expand.new_zeros(padded, tiles * TILE)
+    w2[:hidden, :main] = reduce[:, :main]
+    b2 = expand.new_zeros(tiles * TILE)
+    b2[:main] = reduce_bias[:main]
+    side_weights = expand.new_zeros(max(side, 1), padded)
+    side_weights[:side, :hidden] = reduce[:, main:].t()
+    side_bias = expand.new_zeros(max(side, 1))
+    side_bias[:side] = reduce_bias[main:]
     return PackedPair(
-        inputs, hidden_padded, outputs, outputs_padded,
-        w1.view(inputs, hidden_padded // EXPAND_TILE, EXPAND_TILE).permute(1, 0, 2).contiguous(),
-        b1.contiguous(),
-        w2.view(hidden_padded, outputs_padded // REDUCE_TILE, REDUCE_TILE).permute(1, 0, 2).contiguous(),
-        b2.contiguous(),
+        inputs, padded, outputs, tiles, side,
+        w1.view(inputs, padded // TILE, TILE).permute(1, 0, 2).contiguous(), b1.contiguous(),
+        w2.view(padded, tiles, TILE).permute(1, 0, 2).contiguous(), b2.contiguous(),
+        side_weights.contiguous(), side_bias.contiguous(),
     )
 
 
@@ -250,8 +276,9 @@ def wdsr_pair(pixels: torch.Tensor, packed: PackedPair, out: torch.Tensor, skip:
     status = found.sisr_wdsr_pair(
         pixels.data_ptr(), None if skip is None else skip.data_ptr(), skip_scale,
         None if summed is None else summed.data_ptr(), rows, packed.inputs, packed.hidden,
-        packed.expand.data_ptr(), packed.expand_bias.data_ptr(), packed.padded_outputs, packed.reduce.data_ptr(),
-        packed.reduce_bias.data_ptr(), out.data_ptr(), packed.outputs, torch.get_num_threads(),
+        packed.expand.data_ptr(), packed.expand_bias.data_ptr(), packed.tiles, packed.reduce.data_ptr(),
+        packed.reduce_bias.data_ptr(), packed.side, packed.side_weights.data_ptr(), packed.side_bias.data_ptr(),
+        out.data_ptr(), packed.outputs, torch.get_num_threads(),
     )
     if status != 0:
         raise MemoryError("the native WDSR-B kernel could not allocate its buffers")
