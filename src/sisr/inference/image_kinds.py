@@ -198,18 +198,23 @@ class Canvas:
                 self.pixels = np.empty((height, width, channels), dtype=dtype)
 
     def _store(self, rows: slice, columns: slice, channels: slice, values: torch.Tensor) -> None:
-        values = values.to(torch.float32).clamp_(0.0, 1.0)
+        values = values.to(torch.float32).clamp(0.0, 1.0)  # a new tensor: the caller's stays as it was
         if self.source.kind == "tensor":
             self.pixels[:, channels, rows, columns] = values.to(self.pixels.device, self.pixels.dtype)
             return
-        levels = torch.floor(values * self.source.maximum + 0.5)
-        levels = levels.to(torch.uint8 if self.source.maximum == 255 else torch.int32)[0].permute(1, 2, 0)
+        # Rounding half up: x * max + 0.5 is >= 0.5 after the clip, so the integer conversion's
+        # truncation is floor(). In place, and on the CPU cast straight into the canvas: one
+        # pass fewer per step over the HR-sized output than separate floor() and to().
+        levels = values.mul_(self.source.maximum).add_(0.5)[0].permute(1, 2, 0)
         if self.source.maximum == 255:
             target = torch.from_numpy(self.pixels[rows, columns, channels])
-            if levels.is_cuda and PINNED_STAGING and not (target.is_pinned() and target.is_contiguous()):
-                levels = _to_pinned_host(levels)  # then a host copy into the canvas
+            if levels.is_cuda:
+                levels = levels.to(torch.uint8)
+                if PINNED_STAGING and not (target.is_pinned() and target.is_contiguous()):
+                    levels = _to_pinned_host(levels)  # then a host copy into the canvas
             target.copy_(levels)
         else:  # 16-bit: numpy casts the int32 levels into the uint16 canvas
+            levels = levels.to(torch.int32)
             if levels.is_cuda and PINNED_STAGING:
                 levels = _to_pinned_host(levels)
             self.pixels[rows, columns, channels] = levels.cpu().numpy()
