@@ -1,13 +1,19 @@
 """Hand-written CPU kernels (`kernels/*.c`), compiled with the machine's C compiler on first use.
 
-Why: WDSR-B spends most of its time in the 1x1 pair expand -> ReLU ->
-reduce (32 -> 192 -> 25 channels). As BLAS products over runs of pixels
-(`sisr.inference.fast`) it reached 60-70 % of the machine's matrix-multiply
-peak on the development machine (2-core AMD EPYC, AVX2); `kernels/wdsr_b.c`
-keeps the wide activation in the cache, starts the accumulators at the bias
-and applies the ReLU in registers, and reached 80-100 % (WDSR-B-32 x4 on a
-256 x 256 input: the 32 pairs 0.47 -> 0.35 s, the network 0.83 -> 0.66 s;
-`benchmarks/bench_inference.py` for the figures of record).
+Why: two layers run far below the machine's peak in PyTorch's own kernels.
+WDSR-B spends most of its time in the 1x1 pair expand -> ReLU -> reduce
+(32 -> 192 -> 25 channels); as BLAS products over runs of pixels
+(`sisr.inference.fast`) it reached 60-70 % of the matrix-multiply peak on
+the development machine (2-core AMD EPYC, AVX2). `kernels/wdsr_b.c` keeps
+the wide activation in the cache, starts the accumulators at the bias,
+applies the ReLU in registers, wastes no work on padded outputs and adds the
+previous block's skip on the way in: 90-100 % (one 256 x 256 map: 11.2 ms
+as BLAS products, 10.3 ms here on 2 threads; WDSR-B-32 x4's network 0.64 ->
+0.50 s in one interleaved run). EDSR's last layer, a 3x3 convolution from 64
+channels to 3 at the output's size, is one long dot product per pixel that
+oneDNN ran at about a quarter of the peak; `kernels/narrow_conv.c` takes 35
+instead of 115 ms of EDSR-baseline x4 on a 256 x 256 input.
+`benchmarks/bench_inference.py` has the rows with and without them.
 
 Why compiled here and not shipped built: the package stays pure Python (one
 wheel for every machine, nothing to build at install), the source is one
