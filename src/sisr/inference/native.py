@@ -17,7 +17,7 @@ instead of 115 ms of EDSR-baseline x4 on a 256 x 256 input.
 
 Why compiled here and not shipped built: the package stays pure Python (one
 wheel for every machine, nothing to build at install), the source is one
-small file that compiles in about a second, and the build is cached in
+small file each, compiled in a second or two, and the build is cached in
 `cache_dir()/kernels` under a hash of the source, compiler and flags. Where
 there is no compiler, no AVX2/FMA or not x86-64 Linux, or SISR_NATIVE_KERNELS=0,
 `library()` is None and the PyTorch path runs instead, with the same results
