@@ -42,6 +42,28 @@
 
 #define FMA(s, w, a) a = _mm256_fmadd_ps(s, w, a)
 
+/* The tile both products use: 4 pixels x 24 channels in 12 accumulators a00 .. a32 (row, vector),
+   started at the bias b; with 3 weight vectors and a broadcast they fill the 16 AVX2 registers.
+   (Macros, not a function over an array: GCC then spills the accumulators to the stack.) */
+#define TILE_START(b)                                                                          \
+    __m256 a00 = _mm256_loadu_ps(b), a01 = _mm256_loadu_ps((b) + 8), a02 = _mm256_loadu_ps((b) + 16); \
+    __m256 a10 = a00, a11 = a01, a12 = a02, a20 = a00, a21 = a01, a22 = a02, a30 = a00, a31 = a01, a32 = a02
+
+/* a += rows[4][depth] . w[depth][24], the rows `stride` floats apart. */
+#define TILE_ACCUMULATE(rows, stride, depth, w)                                                        \
+    for (int k = 0; k < (depth); k++) {                                                                \
+        const float *wk = (w) + 24 * k;                                                                \
+        __m256 w0 = _mm256_loadu_ps(wk), w1 = _mm256_loadu_ps(wk + 8), w2 = _mm256_loadu_ps(wk + 16), s; \
+        s = _mm256_broadcast_ss((rows) + k);                                                           \
+        FMA(s, w0, a00); FMA(s, w1, a01); FMA(s, w2, a02);                                             \
+        s = _mm256_broadcast_ss((rows) + (stride) + k);                                                \
+        FMA(s, w0, a10); FMA(s, w1, a11); FMA(s, w2, a12);                                             \
+        s = _mm256_broadcast_ss((rows) + 2 * (stride) + k);                                            \
+        FMA(s, w0, a20); FMA(s, w1, a21); FMA(s, w2, a22);                                             \
+        s = _mm256_broadcast_ss((rows) + 3 * (stride) + k);                                            \
+        FMA(s, w0, a30); FMA(s, w1, a31); FMA(s, w2, a32);                                             \
+    }
+
 /* Output columns folded into the expand product (see pair_block), at most. */
 #define SIDE_MAX 2
 
@@ -50,20 +72,8 @@
    24 hidden channels: the reduce product's last columns, while h is still in registers. */
 static void expand_tile(const float *x, int cin, const float *w, const float *b, float *h, long hs, int side,
                         const float *ws, float *part) {
-    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), b2 = _mm256_loadu_ps(b + 16);
-    __m256 a00 = b0, a01 = b1, a02 = b2, a10 = b0, a11 = b1, a12 = b2;
-    __m256 a20 = b0, a21 = b1, a22 = b2, a30 = b0, a31 = b1, a32 = b2;
-    for (int k = 0; k < cin; k++, w += 24) {
-        __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8), w2 = _mm256_loadu_ps(w + 16), s;
-        s = _mm256_broadcast_ss(x + k);
-        FMA(s, w0, a00); FMA(s, w1, a01); FMA(s, w2, a02);
-        s = _mm256_broadcast_ss(x + cin + k);
-        FMA(s, w0, a10); FMA(s, w1, a11); FMA(s, w2, a12);
-        s = _mm256_broadcast_ss(x + 2 * cin + k);
-        FMA(s, w0, a20); FMA(s, w1, a21); FMA(s, w2, a22);
-        s = _mm256_broadcast_ss(x + 3 * cin + k);
-        FMA(s, w0, a30); FMA(s, w1, a31); FMA(s, w2, a32);
-    }
+    TILE_START(b);
+    TILE_ACCUMULATE(x, cin, cin, w)
     const __m256 zero = _mm256_setzero_ps();
     a00 = _mm256_max_ps(a00, zero); a01 = _mm256_max_ps(a01, zero); a02 = _mm256_max_ps(a02, zero);
     a10 = _mm256_max_ps(a10, zero); a11 = _mm256_max_ps(a11, zero); a12 = _mm256_max_ps(a12, zero);
@@ -101,20 +111,8 @@ static inline void store_first(float *p, __m256 v, int count) {
 
 /* z[4][cols] = h[4][hp] . w[hp][24] + b[24], the first `cols` (<= 24) columns stored. */
 static void reduce_tile(const float *h, int hp, const float *w, const float *b, float *z, long zs, int cols) {
-    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), b2 = _mm256_loadu_ps(b + 16);
-    __m256 a00 = b0, a01 = b1, a02 = b2, a10 = b0, a11 = b1, a12 = b2;
-    __m256 a20 = b0, a21 = b1, a22 = b2, a30 = b0, a31 = b1, a32 = b2;
-    for (int k = 0; k < hp; k++, w += 24) {
-        __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8), w2 = _mm256_loadu_ps(w + 16), s;
-        s = _mm256_broadcast_ss(h + k);
-        FMA(s, w0, a00); FMA(s, w1, a01); FMA(s, w2, a02);
-        s = _mm256_broadcast_ss(h + hp + k);
-        FMA(s, w0, a10); FMA(s, w1, a11); FMA(s, w2, a12);
-        s = _mm256_broadcast_ss(h + 2 * hp + k);
-        FMA(s, w0, a20); FMA(s, w1, a21); FMA(s, w2, a22);
-        s = _mm256_broadcast_ss(h + 3 * hp + k);
-        FMA(s, w0, a30); FMA(s, w1, a31); FMA(s, w2, a32);
-    }
+    TILE_START(b);
+    TILE_ACCUMULATE(h, hp, hp, w)
 #define STORE(r, a0, a1, a2)                      \
     store_first(z + r * zs, a0, cols);            \
     store_first(z + r * zs + 8, a1, cols - 8);    \
