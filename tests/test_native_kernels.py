@@ -144,9 +144,12 @@ def test_network_same_with_and_without_kernels(kernels, monkeypatch: pytest.Monk
     torch.testing.assert_close(fast, plain, rtol=0, atol=2e-5)
 
 
-def test_switched_off_by_environment(fresh_library, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_switched_off_by_environment(fresh_library, monkeypatch: pytest.MonkeyPatch,
+                                    caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("SISR_NATIVE_KERNELS", "0")
-    assert native.library() is None
+    with caplog.at_level("INFO", logger="sisr"):
+        assert native.library() is None
+    assert "not used" not in caplog.text  # asked for: no line on every run (DEBUG only)
     assert native.unavailable_reason() == "SISR_NATIVE_KERNELS=0"
     with pytest.raises(RuntimeError, match="SISR_NATIVE_KERNELS=0"):
         native.wdsr_pair(torch.randn(3, 32), native.pack_pair(

@@ -113,24 +113,30 @@ def _build(compiler: str, sources: list[Path], target: Path) -> None:
 
 
 class _Unavailable(Exception):
-    pass
+    """Why the kernels cannot be used; `by_design` for settings and machines they are not meant for
+    (logged at DEBUG), not for what a user could fix, such as a missing compiler (logged at INFO)."""
+
+    def __init__(self, reason: str, by_design: bool = False) -> None:
+        super().__init__(reason)
+        self.by_design = by_design
 
 
 def _load() -> ctypes.CDLL:
     setting = os.environ.get("SISR_NATIVE_KERNELS", "").strip()
     if setting == "0":
-        raise _Unavailable("SISR_NATIVE_KERNELS=0")
+        raise _Unavailable("SISR_NATIVE_KERNELS=0", by_design=True)
     if not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "AMD64"):
-        raise _Unavailable(f"written for x86-64 Linux, not {sys.platform} {platform.machine()}")
+        raise _Unavailable(f"written for x86-64 Linux, not {sys.platform} {platform.machine()}", by_design=True)
     flags = _cpu_flags()
     missing = [flag for flag in REQUIRED_CPU_FLAGS if flag not in flags]
     if missing:
-        raise _Unavailable(f"the CPU lacks {', '.join(missing)}")
+        raise _Unavailable(f"the CPU lacks {', '.join(missing)}", by_design=True)
     if "avx512f" in flags and setting != "1":
         raise _Unavailable("the CPU has AVX-512, on which PyTorch's own kernels use twice these kernels' vector "
-                           "width (not measured against each other; SISR_NATIVE_KERNELS=1 uses them anyway)")
+                           "width (not measured against each other; SISR_NATIVE_KERNELS=1 uses them anyway)",
+                           by_design=True)
     if "OpenMP" not in torch.__config__.parallel_info():
-        raise _Unavailable("this torch does not run on OpenMP")
+        raise _Unavailable("this torch does not run on OpenMP", by_design=True)
     compiler = _compiler()
     if compiler is None:
         raise _Unavailable("no C compiler (cc, gcc, clang or $CC) on PATH")
@@ -164,7 +170,8 @@ def _library_or_reason() -> ctypes.CDLL | str:
     try:
         library = _load()
     except (_Unavailable, OSError, subprocess.SubprocessError) as error:
-        log.info("sisr's native CPU kernels are not used: %s; PyTorch runs those layers instead", error)
+        level = logging.DEBUG if getattr(error, "by_design", False) else logging.INFO
+        log.log(level, "sisr's native CPU kernels are not used: %s; PyTorch runs those layers instead", error)
         return str(error)
     log.debug("native CPU kernels loaded")
     return library
