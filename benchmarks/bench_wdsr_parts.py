@@ -11,8 +11,8 @@ whole block; plus the two matrix products of one chunk alone (the reduce also
 padded to 32 outputs, counted at its useful FLOPs, to see if the padding pays). Each row gives
 its FLOPs (2 x multiply-adds) over its seconds as a fraction of the fp32
 `torch.mm` peak measured between the rows. The 32 blocks of the network are
-this block 32 times; the rows say which part keeps wdsr-b-32-x4 from the
-issue's 80 % of peak.
+this block 32 times; the rows show which part held wdsr-b-32-x4 below 80 %
+of the peak before the native kernel (the pair as BLAS products).
 """
 
 from __future__ import annotations
