@@ -147,3 +147,28 @@ def test_the_allocator_benchmark_compares_both_settings(tmp_path):
     assert [r["setting"] for r in records] == ["malloc as it is", "freed memory kept (sisr)"]
     assert all(r["seconds"] > 0 and r["output_size"] == [16, 16] for r in records)
     assert "freed memory kept (sisr)" in done.stdout
+
+
+def test_the_native_kernel_benchmark_compares_both_forms(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sisr.inference import native
+
+    if native.library() is None:
+        pytest.skip(f"native kernels unavailable here: {native.unavailable_reason()}")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_native.py"
+    out = tmp_path / "native.json"
+    done = subprocess.run([sys.executable, str(script), "--size", "16", "--repeat", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["part"].split(",")[0], r["form"]) for r in rows] == [
+        ("WDSR-B 1x1 pair", "native"), ("WDSR-B 1x1 pair", "BLAS products"),
+        ("64 -> 3 conv", "native"), ("64 -> 3 conv", "oneDNN"),
+        ("wdsr-b-32-x4 network", "native"), ("wdsr-b-32-x4 network", "PyTorch layers"),
+        ("default-x4 network", "native"), ("default-x4 network", "PyTorch layers"),
+        ("edsr-baseline-x4 network", "native"), ("edsr-baseline-x4 network", "PyTorch layers"),
+    ]
+    assert all(r["seconds"] > 0 and r["max_difference"] < 1e-3 for r in rows)

@@ -7,13 +7,15 @@ WDSR-B spends most of its time in the 1x1 pair expand -> ReLU -> reduce
 the development machine (2-core AMD EPYC, AVX2). `kernels/wdsr_b.c` keeps
 the wide activation in the cache, starts the accumulators at the bias,
 applies the ReLU in registers, wastes no work on padded outputs and adds the
-previous block's skip on the way in: 90-100 % (one 256 x 256 map: 11.2 ms
-as BLAS products, 10.3 ms here on 2 threads; WDSR-B-32 x4's network 0.64 ->
-0.50 s in one interleaved run). EDSR's last layer, a 3x3 convolution from 64
+previous block's skip on the way in: 90-100 % (one 256 x 256 map on 2
+threads: 13.1 ms as BLAS products, 8.1 ms here; whole WDSR-B-32 x4 upscales
+of a 256 x 256 image 0.61 -> 0.48 s). EDSR's last layer, a 3x3 convolution from 64
 channels to 3 at the output's size, is one long dot product per pixel that
-oneDNN ran at about a quarter of the peak; `kernels/narrow_conv.c` takes 35
-instead of 115 ms of EDSR-baseline x4 on a 256 x 256 input.
-`benchmarks/bench_inference.py` has the rows with and without them.
+oneDNN ran at about a quarter of the peak; `kernels/narrow_conv.c` takes
+0.82 instead of 2.32 ms for each of the 32 strips of EDSR-baseline x4's
+output on a 256 x 256 input. `benchmarks/bench_native.py` times each kernel
+and whole networks both ways; `benchmarks/bench_inference.py` has whole
+`upscale` calls with and without them.
 
 Why compiled here and not shipped built: the package stays pure Python (one
 wheel for every machine, nothing to build at install), the source is one
