@@ -30,8 +30,8 @@ other yet.
 
 The library is linked with -fopenmp and loaded after torch, so its
 `libgomp.so.1` is the copy torch already loaded: one OpenMP thread pool. With
-two pools each one's idle threads spin on the cores the other needs (the
-network took 0.91 s instead of 0.66 s), so a second runtime in the process
+two pools each one's idle threads spin on the cores the other needs (in a
+one-off trial WDSR-B-32 x4 took 0.91 s instead of 0.66 s), so a second runtime in the process
 makes the kernels unavailable.
 """
 
