@@ -236,3 +236,13 @@ def test_suspended_runs_pytorch_layers_for_a_while(kernels) -> None:
             assert native.library() is None
         assert native.library() is None  # the outer block still holds
     assert native.library() is kernels
+
+
+@pytest.mark.skipif(not SUPPORTED, reason="needs x86-64 Linux with AVX2/FMA (no AVX-512) and a C compiler")
+def test_a_second_openmp_runtime_turns_them_off(fresh_library, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A compiler whose -fopenmp links another runtime (clang's libomp, say) would give the kernels a
+    # thread pool of their own, whose idle threads spin against torch's: better not used at all.
+    seen = iter([{"/torch/lib/libgomp.so.1"}, {"/torch/lib/libgomp.so.1", "/usr/lib/libomp.so.5"}])
+    monkeypatch.setattr(native, "_openmp_runtimes", lambda: next(seen))
+    assert native.library() is None
+    assert "/usr/lib/libomp.so.5" in native.unavailable_reason()

@@ -156,9 +156,10 @@ def _load() -> ctypes.CDLL:
         _build(compiler, sources, target)
     before = _openmp_runtimes()
     library = ctypes.CDLL(str(target))
-    after = _openmp_runtimes()
-    if len(after) > 1 or (before and after != before):
-        raise _Unavailable(f"a second OpenMP runtime beside torch's: {sorted(after)}")
+    added = _openmp_runtimes() - before  # none when the library's libgomp.so.1 is the one torch loaded
+    if added:
+        raise _Unavailable(f"loading them brought an OpenMP runtime of their own ({', '.join(sorted(added))}) "
+                           f"beside torch's ({', '.join(sorted(before)) or 'none found'})")
     library.sisr_wdsr_pair.argtypes = [_P, _P, ctypes.c_float, _P, _L, _I, _I, _P, _P, _I, _P, _P, _I, _P, _P, _P,
                                        _I, _I]
     library.sisr_wdsr_pair.restype = _I
