@@ -15,7 +15,7 @@ from sisr.inference import native
 
 SUPPORTED = (
     sys.platform.startswith("linux") and platform.machine() == "x86_64"
-    and {"avx2", "fma"} <= native._cpu_flags() and "avx512f" not in native._cpu_flags()
+    and {"avx2", "fma"} <= native.cpu_flags() and "avx512f" not in native.cpu_flags()
     and shutil.which("cc") is not None
 )
 

@@ -157,7 +157,7 @@ class FusedWideBlockB(nn.Module):
     def low_rank(self, x: torch.Tensor) -> torch.Tensor:
         """reduce(relu(expand(x))) for a channels-last float32 or bf16 CPU tensor, chunk by chunk."""
         batch, channels, height, width = x.shape
-        pixels = x.permute(0, 2, 3, 1).reshape(-1, channels)  # a view for channels-last input
+        pixels = _pixel_rows(x)
         out = torch.empty((batch, height, width, self.narrow), dtype=x.dtype)
         out_pixels = out.view(-1, self.narrow)
         if x.dtype == torch.float32 and native.library() is not None:
@@ -236,7 +236,7 @@ class FusedWideBodyB(nn.Module):
 
 
 def _pixel_rows(x: torch.Tensor) -> torch.Tensor:
-    """A channels-last NCHW tensor as its [pixels, channels] matrix (a view)."""
+    """An NCHW tensor as its [pixels, channels] matrix (a view when it is channels-last)."""
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 

@@ -67,7 +67,8 @@ SIDE_COLUMNS = 2
 _P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 
 
-def _cpu_flags() -> set[str]:
+def cpu_flags() -> set[str]:
+    """The instruction-set flags the Linux kernel reports for this CPU (empty elsewhere)."""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
@@ -129,7 +130,7 @@ def _load() -> ctypes.CDLL:
         raise _Unavailable("SISR_NATIVE_KERNELS=0", by_design=True)
     if not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "AMD64"):
         raise _Unavailable(f"written for x86-64 Linux, not {sys.platform} {platform.machine()}", by_design=True)
-    flags = _cpu_flags()
+    flags = cpu_flags()
     missing = [flag for flag in REQUIRED_CPU_FLAGS if flag not in flags]
     if missing:
         raise _Unavailable(f"the CPU lacks {', '.join(missing)}", by_design=True)

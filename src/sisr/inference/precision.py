@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -105,11 +104,9 @@ def _detect_native_bf16() -> bool:
     checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     if any(check is not None for check in checks):
         return any(check is not None and check() for check in checks)
-    try:  # older torch: read the flags the kernel reports
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    from .native import cpu_flags  # older torch: the flags the kernel reports
+
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def warn_if_emulated(precision: str, device: torch.device) -> None:
