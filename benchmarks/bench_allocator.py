@@ -23,8 +23,19 @@ SETTINGS = {"malloc as it is": "0", "freed memory kept (sisr)": "1"}
 
 
 def bench_once(model: str, size: int, repeat: int, keep: str, threads: int | None) -> dict:
-    command = [sys.executable, "-m", "sisr", "bench", "--model", model, "--size", str(size),
-               "--repeat", str(repeat), "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "sisr",
+        "bench",
+        "--model",
+        model,
+        "--size",
+        str(size),
+        "--repeat",
+        str(repeat),
+        "--json",
+    ]
     if threads:
         command += ["--threads", str(threads)]
     environment = dict(os.environ, SISR_KEEP_FREED_MEMORY=keep)
@@ -54,9 +65,11 @@ def main() -> None:
                 if label not in best or result["seconds"] < best[label]["seconds"]:
                     best[label] = result
         for label, result in best.items():
-            print(f"{model:18s} {label:26s} {result['seconds']:.3f} s  {result['fraction_of_peak']:.0%} of "
-                  f"{result['matmul_peak_gflops']:.1f} GFLOP/s  ({result['threads']} threads, {result['date']})",
-                  flush=True)
+            print(
+                f"{model:18s} {label:26s} {result['seconds']:.3f} s  {result['fraction_of_peak']:.0%} of "
+                f"{result['matmul_peak_gflops']:.1f} GFLOP/s  ({result['threads']} threads, {result['date']})",
+                flush=True,
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -62,11 +62,15 @@ def conv_add(size: int, repeat: int) -> None:
     def fused() -> torch.Tensor:
         other = x.clone()  # the post-op adds into its first argument
         return torch.ops.mkldnn._convolution_pointwise_.binary(
-            other, low, weight, bias, [1, 1], [1, 1], [1, 1], 1, "add", 1.0, None, [], None)
+            other, low, weight, bias, [1, 1], [1, 1], [1, 1], 1, "add", 1.0, None, [], None
+        )
 
     difference = (separate() - fused()).abs().max().item()
-    race(f"WDSR-B 3x3 conv + add, {size}^2 (max difference {difference:.1e})",
-         {"separate (sisr)": separate, "oneDNN fused add": fused}, repeat)
+    race(
+        f"WDSR-B 3x3 conv + add, {size}^2 (max difference {difference:.1e})",
+        {"separate (sisr)": separate, "oneDNN fused add": fused},
+        repeat,
+    )
 
 
 class _BlockedWideBlock(nn.Module):
@@ -110,8 +114,11 @@ def blocked_layout(size: int, repeat: int) -> None:
         return y.to_dense()
 
     difference = (run_fused() - run_blocked()).abs().max().item()
-    race(f"WDSR-B-32's {len(fused)} blocks, {size}^2 (max difference {difference:.1e})",
-         {"sisr fused": run_fused, "oneDNN blocked layout": run_blocked}, max(1, repeat // 2))
+    race(
+        f"WDSR-B-32's {len(fused)} blocks, {size}^2 (max difference {difference:.1e})",
+        {"sisr fused": run_fused, "oneDNN blocked layout": run_blocked},
+        max(1, repeat // 2),
+    )
 
 
 def _banded_block(block: nn.Module, x: torch.Tensor, rows: int) -> torch.Tensor:
@@ -142,10 +149,16 @@ def banded_blocks(size: int, repeat: int) -> None:
         return y
 
     difference = (run(None) - run(32)).abs().max().item()
-    race(f"WDSR-B-32's {len(fused)} blocks, whole maps or bands of rows kept in cache, {size}^2 "
-         f"(max difference {difference:.1e})",
-         {"sisr (whole maps)": lambda: run(None), "bands of 32 rows": lambda: run(32),
-          "bands of 64 rows": lambda: run(64)}, max(1, repeat // 2))
+    race(
+        f"WDSR-B-32's {len(fused)} blocks, whole maps or bands of rows kept in cache, {size}^2 "
+        f"(max difference {difference:.1e})",
+        {
+            "sisr (whole maps)": lambda: run(None),
+            "bands of 32 rows": lambda: run(32),
+            "bands of 64 rows": lambda: run(64),
+        },
+        max(1, repeat // 2),
+    )
 
 
 # Winograd F(2x2, 3x3): Y = A^T [(G g G^T) * (B^T d B)] A over 4x4 input tiles with stride 2.
@@ -188,9 +201,14 @@ def winograd(size: int, repeat: int) -> None:
     bias = torch.randn(64) * 0.1
     direct = F.conv2d(x, weight, bias, padding=1)[0].permute(1, 2, 0)
     difference = (direct - winograd_conv(x, weight, bias)).abs().max().item()
-    race(f"EDSR 64->64 3x3 conv, {size}^2 (max difference {difference:.1e})",
-         {"oneDNN direct (sisr)": lambda: F.conv2d(x, weight, bias, padding=1),
-          "Winograd F(2x2,3x3)": lambda: winograd_conv(x, weight, bias)}, repeat)
+    race(
+        f"EDSR 64->64 3x3 conv, {size}^2 (max difference {difference:.1e})",
+        {
+            "oneDNN direct (sisr)": lambda: F.conv2d(x, weight, bias, padding=1),
+            "Winograd F(2x2,3x3)": lambda: winograd_conv(x, weight, bias),
+        },
+        repeat,
+    )
 
 
 def main() -> None:

@@ -38,18 +38,18 @@ import datetime
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from bench_inference import find_shared, load_network, quantize, set5_psnr  # same folder: the CPU benchmark's helpers
 from sisr.bench import CUDA_PEAK_MATRIX_SIDE, MatmulPeak, count_flops
 from sisr.inference import image_kinds, prepare_model, upscale
 from sisr.models import create_model
-
-from bench_inference import find_shared, load_network, quantize, set5_psnr  # same folder: the CPU benchmark's helpers
 
 SCALE = 4
 NETWORKS = ["edsr-baseline-x4", "wdsr-b-32-x4", "default-x4"]
@@ -60,9 +60,15 @@ class Peaks:
     """Best-so-far torch.mm rates per dtype on this GPU, re-measured between rows (same clocks, same load)."""
 
     def __init__(self, device: torch.device, side: int) -> None:
-        self.meters = {name: MatmulPeak(device, dtype, side, tf32=name == "tf32")
-                       for name, dtype in [("fp32", torch.float32), ("tf32", torch.float32),
-                                           ("bf16", torch.bfloat16), ("fp16", torch.float16)]}
+        self.meters = {
+            name: MatmulPeak(device, dtype, side, tf32=name == "tf32")
+            for name, dtype in [
+                ("fp32", torch.float32),
+                ("tf32", torch.float32),
+                ("bf16", torch.bfloat16),
+                ("fp16", torch.float16),
+            ]
+        }
 
     def measure(self) -> None:
         for meter in self.meters.values():
@@ -162,11 +168,20 @@ def transfer_check(device: torch.device, side: int = 4096, repeat: int = 5) -> l
         np.copyto(np.empty((side, side, 3), np.uint8), staging.numpy())
 
     results = []
-    for name, function in [("pageable, new array", pageable_fresh), ("pageable, reused array", pageable_reused),
-                           ("pinned buffer only", pinned_only), ("pinned, then into a new array", pinned_then_fresh)]:
+    for name, function in [
+        ("pageable, new array", pageable_fresh),
+        ("pageable, reused array", pageable_reused),
+        ("pinned buffer only", pinned_only),
+        ("pinned, then into a new array", pinned_then_fresh),
+    ]:
         function()
-        results.append({"way": name, "megabytes": round(source.numel() / 1e6, 1),
-                        "ms": round(_best(function, repeat, device) * 1000, 2)})
+        results.append(
+            {
+                "way": name,
+                "megabytes": round(source.numel() / 1e6, 1),
+                "ms": round(_best(function, repeat, device) * 1000, 2),
+            }
+        )
     return results
 
 
@@ -209,10 +224,14 @@ def tiling_check(model: torch.nn.Module, precision: str, device: torch.device) -
     on_device = upscale(prepared, deep, precision=precision, device=device).astype(float)
     on_cpu = upscale(prepare_model(model, "fp32", "cpu"), deep, precision="fp32", device="cpu").astype(float)
     difference = np.abs(whole - tiled)
-    return {"precision": precision, "max_levels": int(difference.max()),
-            "share_differing": float((difference > 0).mean()), "input": list(image.shape),
-            "pinned_vs_pageable_max_levels": int(np.abs(whole - pageable).max()),
-            "uint16_vs_cpu_fp32_max_levels": round(float(np.abs(on_device - on_cpu).max() / 257), 3)}
+    return {
+        "precision": precision,
+        "max_levels": int(difference.max()),
+        "share_differing": float((difference > 0).mean()),
+        "input": list(image.shape),
+        "pinned_vs_pageable_max_levels": int(np.abs(whole - pageable).max()),
+        "uint16_vs_cpu_fp32_max_levels": round(float(np.abs(on_device - on_cpu).max() / 257), 3),
+    }
 
 
 def overflow_check(device: torch.device) -> dict[str, Any]:
@@ -234,8 +253,10 @@ def overflow_check(device: torch.device) -> dict[str, Any]:
     finally:
         logging.getLogger("sisr").removeHandler(handler)
     full = upscale(model, image, precision="fp32", device=device).astype(int)
-    return {"warned": any("fp16 overflowed" in text for text in records),
-            "fp16_vs_fp32_max_levels": int(np.abs(half - full).max())}
+    return {
+        "warned": any("fp16 overflowed" in text for text in records),
+        "fp16_vs_fp32_max_levels": int(np.abs(half - full).max()),
+    }
 
 
 def memory_check(model: torch.nn.Module, device: torch.device, size: int = 1024) -> list[dict[str, Any]]:
@@ -247,9 +268,15 @@ def memory_check(model: torch.nn.Module, device: torch.device, size: int = 1024)
         started = time.perf_counter()
         upscale(prepared, image, tile=tile, precision="fp16", device=device)
         torch.cuda.synchronize(device)
-        results.append({"size": size, "tile": tile, "precision": "fp16",
-                        "seconds": round(time.perf_counter() - started, 3),
-                        "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)})
+        results.append(
+            {
+                "size": size,
+                "tile": tile,
+                "precision": "fp16",
+                "seconds": round(time.perf_counter() - started, 3),
+                "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
+            }
+        )
     return results
 
 
@@ -263,8 +290,11 @@ def main() -> None:
     parser.add_argument("--compile-networks", default="", help="networks to compile (default: all)")
     parser.add_argument("--compile-precisions", default="", help="precisions to compile (default: --precisions)")
     parser.add_argument("--shared", help="the shared folder (default: $SISR_SHARED or ../shared)")
-    parser.add_argument("--pageable", action="store_true",
-                        help="also time upscale with results copied to pageable host memory (the old path)")
+    parser.add_argument(
+        "--pageable",
+        action="store_true",
+        help="also time upscale with results copied to pageable host memory (the old path)",
+    )
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--json", metavar="FILE", help="write everything as JSON (rewritten after every row)")
     args = parser.parse_args()
@@ -281,7 +311,11 @@ def main() -> None:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "cudnn_allow_tf32": tf32,
-        "rows": [], "psnr": [], "tiling": [], "memory": [], "transfer": [],
+        "rows": [],
+        "psnr": [],
+        "tiling": [],
+        "memory": [],
+        "transfer": [],
     }
 
     def save() -> None:
@@ -303,15 +337,28 @@ def main() -> None:
                 row.error = f"{type(error).__name__}: {error}"[:500]
             report["rows"].append(asdict(row))
             report["matmul_peak_gflops"] = peaks.gflops()
-            print(f"{name:18s} {impl:8s} {precision:5s} {size:5d}  "
-                  + (f"{row.seconds:.4f} s  net {row.network_seconds:.4f} s  {row.fraction_of_peak:.1%} of "
-                     f"{row.peak_dtype} peak  {row.output_megapixels_per_second} MP/s  setup {row.setup_seconds} s"
-                     if not row.error else row.error), flush=True)
+            print(
+                f"{name:18s} {impl:8s} {precision:5s} {size:5d}  "
+                + (
+                    f"{row.seconds:.4f} s  net {row.network_seconds:.4f} s  {row.fraction_of_peak:.1%} of "
+                    f"{row.peak_dtype} peak  {row.output_megapixels_per_second} MP/s  setup {row.setup_seconds} s"
+                    if not row.error
+                    else row.error
+                ),
+                flush=True,
+            )
             save()
 
-    run_rows([(name, impl, precision, size) for size in sizes for name in models
-              for impl, precision in [("eager", "fp32")] + [("sisr", p) for p in precisions]
-              + ([("sisr-pageable", p) for p in precisions] if args.pageable else [])])
+    run_rows(
+        [
+            (name, impl, precision, size)
+            for size in sizes
+            for name in models
+            for impl, precision in [("eager", "fp32")]
+            + [("sisr", p) for p in precisions]
+            + ([("sisr-pageable", p) for p in precisions] if args.pageable else [])
+        ]
+    )
     print("matmul peaks GFLOP/s:", peaks.gflops(), flush=True)
 
     benchmarks = shared / "data" / "benchmarks" if shared else None
@@ -321,8 +368,9 @@ def main() -> None:
         for precision, where in [("fp32", torch.device("cpu"))] + [(p, device) for p in precisions]:
             prepared = prepare_model(model, precision, where)
             value = set5_psnr(lambda lr: upscale(prepared, lr, precision=precision, device=where), benchmarks)
-            report["psnr"].append({"network": name, "precision": precision, "device": str(where),
-                                   "set5_psnr": round(value, 4)})
+            report["psnr"].append(
+                {"network": name, "precision": precision, "device": str(where), "set5_psnr": round(value, 4)}
+            )
             print(f"Set5 x4 PSNR {name} {precision} on {where}: {value:.4f} dB", flush=True)
             save()
     tiling_model = models.get("default-x4", next(iter(models.values())))[0]
@@ -344,9 +392,16 @@ def main() -> None:
         save()
     if args.compile:  # last: compiling takes the longest, and everything above is saved already
         compiled = args.compile_networks.split(",") if args.compile_networks else list(models)
-        run_rows([(name, "compile", precision, sizes[-1]) for name in compiled if name in models
-                  for precision in (args.compile_precisions or args.precisions).split(",")])
+        run_rows(
+            [
+                (name, "compile", precision, sizes[-1])
+                for name in compiled
+                if name in models
+                for precision in (args.compile_precisions or args.precisions).split(",")
+            ]
+        )
         print("matmul peaks GFLOP/s:", peaks.gflops(), flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -40,9 +40,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,8 +111,9 @@ def sisr_row(network: str, label: str, model: torch.nn.Module, flops: int, **opt
     precision = options.pop("precision", "fp32")
     fuse = options.pop("fuse", True)
     prepared = prepare_model(model, precision, "cpu", fuse=fuse)
-    return Row(network, label, lambda image: upscale(prepared, image, precision=precision, device="cpu", **options),
-               flops)
+    return Row(
+        network, label, lambda image: upscale(prepared, image, precision=precision, device="cpu", **options), flops
+    )
 
 
 def without_native_row(network: str, model: torch.nn.Module, flops: int) -> Row:
@@ -305,8 +307,9 @@ def native_status() -> str:
     return "on" if reason is None else f"off ({reason})"
 
 
-def report(args, rows: list[Row], notes: list[str], peak: MatmulPeak, bf16_peak: MatmulPeak | None,
-           load_before, load_after) -> None:
+def report(
+    args, rows: list[Row], notes: list[str], peak: MatmulPeak, bf16_peak: MatmulPeak | None, load_before, load_after
+) -> None:
     when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     header = (
         f"{cpu_name()}, {os.cpu_count()} logical CPUs, {args.threads} threads; torch {torch.__version__}; "
@@ -321,8 +324,10 @@ def report(args, rows: list[Row], notes: list[str], peak: MatmulPeak, bf16_peak:
     print(header)
     for note in notes:
         print(f"  {note}")
-    print(f"\n{'network':<18} {'implementation':<40} {'seconds':>8} {'median':>8} {'MP/s':>6} "
-          f"{'GFLOP/s':>8} {'of peak':>8} {'Set5 PSNR':>10}")
+    print(
+        f"\n{'network':<18} {'implementation':<40} {'seconds':>8} {'median':>8} {'MP/s':>6} "
+        f"{'GFLOP/s':>8} {'of peak':>8} {'Set5 PSNR':>10}"
+    )
     records = []
     output_mp = (args.size * SCALE) ** 2 / 1e6
     for row in rows:
@@ -331,23 +336,43 @@ def report(args, rows: list[Row], notes: list[str], peak: MatmulPeak, bf16_peak:
         own_peak = bf16_peak if bf16_peak is not None and "bf16" in row.implementation else peak
         fraction = rate * 1e9 / own_peak.best if rate else None
         median = statistics.median(row.times) if row.times else None
-        print(f"{row.network:<18} {row.implementation:<40} {best:>8.3f} {median:>8.3f} {output_mp / best:>6.2f} "
-              f"{f'{rate:.1f}' if rate else '-':>8} {f'{fraction:.0%}' if fraction else '-':>8} "
-              f"{f'{row.psnr:.2f} dB' if row.psnr is not None else '-':>10}"
-              + (f"  (setup {row.setup_seconds:.1f} s)" if row.setup_seconds else ""))
-        records.append({
-            "network": row.network, "implementation": row.implementation, "seconds": best, "seconds_median": median,
-            "times": row.times, "output_megapixels_per_second": output_mp / best, "flops": row.flops,
-            "gflops_per_second": rate, "fraction_of_peak": fraction, "set5_psnr_y": row.psnr,
-            "setup_seconds": row.setup_seconds,
-        })
+        print(
+            f"{row.network:<18} {row.implementation:<40} {best:>8.3f} {median:>8.3f} {output_mp / best:>6.2f} "
+            f"{f'{rate:.1f}' if rate else '-':>8} {f'{fraction:.0%}' if fraction else '-':>8} "
+            f"{f'{row.psnr:.2f} dB' if row.psnr is not None else '-':>10}"
+            + (f"  (setup {row.setup_seconds:.1f} s)" if row.setup_seconds else "")
+        )
+        records.append(
+            {
+                "network": row.network,
+                "implementation": row.implementation,
+                "seconds": best,
+                "seconds_median": median,
+                "times": row.times,
+                "output_megapixels_per_second": output_mp / best,
+                "flops": row.flops,
+                "gflops_per_second": rate,
+                "fraction_of_peak": fraction,
+                "set5_psnr_y": row.psnr,
+                "setup_seconds": row.setup_seconds,
+            }
+        )
     if args.json:
         document = {
-            "machine": cpu_name(), "threads": args.threads, "torch": torch.__version__, "date": when,
-            "size": args.size, "scale": SCALE, "repeat": args.repeat, "matmul_peak_gflops": peak.best / 1e9,
+            "machine": cpu_name(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "date": when,
+            "size": args.size,
+            "scale": SCALE,
+            "repeat": args.repeat,
+            "matmul_peak_gflops": peak.best / 1e9,
             "bf16_matmul_peak_gflops": bf16_peak.best / 1e9 if bf16_peak else None,
-            "native_bf16": cpu_has_native_bf16(), "native_kernels": native_status(),
-            "load_average": [load_before[0], load_after[0]], "notes": notes, "rows": records,
+            "native_bf16": cpu_has_native_bf16(),
+            "native_kernels": native_status(),
+            "load_average": [load_before[0], load_after[0]],
+            "notes": notes,
+            "rows": records,
         }
         text = json.dumps(document, indent=2)
         if args.json == "-":

@@ -88,7 +88,9 @@ def run_case(case: str, size: int, tile: int, model_name: str, folder: str) -> d
         record |= {"tile": tile, "file_mb": path.stat().st_size / 2**20}
         path.unlink()
     return record | {
-        "input": [side, side], "seconds": time.perf_counter() - started, "peak_rss_mb": peak_mb(),
+        "input": [side, side],
+        "seconds": time.perf_counter() - started,
+        "peak_rss_mb": peak_mb(),
         "baseline_peak_mb": baseline_peak,
     }
 
@@ -109,23 +111,44 @@ def main() -> None:
     records = []
     with tempfile.TemporaryDirectory() as folder:
         for case in args.cases.split(","):
-            command = [sys.executable, __file__, "--case", case, "--size", str(args.size), "--tile", str(args.tile),
-                       "--model", args.model, "--folder", folder]
+            command = [
+                sys.executable,
+                __file__,
+                "--case",
+                case,
+                "--size",
+                str(args.size),
+                "--tile",
+                str(args.tile),
+                "--model",
+                args.model,
+                "--folder",
+                folder,
+            ]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 print(f"{case}: failed\n{done.stderr}", file=sys.stderr)
                 continue
             records.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; model {args.model}; "
-          f"large input {args.size}x{args.size} x4; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; model {args.model}; "
+        f"large input {args.size}x{args.size} x4; load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"{'case':<8} {'input':>11} {'tile':>5} {'seconds':>8} {'peak RSS MB':>12} {'above import MB':>16}  output")
     for r in records:
         size = "x".join(map(str, r.get("input", []))) or "-"
         above = r["peak_rss_mb"] - r["baseline_rss_mb"]
-        output = (f"{r['output_mb']:.0f} MB uint8 array" if "output_mb" in r
-                  else f"{r['file_mb']:.0f} MB TIFF" if "file_mb" in r else "")
-        print(f"{r['case']:<8} {size:>11} {str(r.get('tile') or '-'):>5} {r.get('seconds', 0):>8.1f} "
-              f"{r['peak_rss_mb']:>12.0f} {above:>16.0f}  {output}")
+        output = (
+            f"{r['output_mb']:.0f} MB uint8 array"
+            if "output_mb" in r
+            else f"{r['file_mb']:.0f} MB TIFF"
+            if "file_mb" in r
+            else ""
+        )
+        print(
+            f"{r['case']:<8} {size:>11} {r.get('tile') or '-'!s:>5} {r.get('seconds', 0):>8.1f} "
+            f"{r['peak_rss_mb']:>12.0f} {above:>16.0f}  {output}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=2) + "\n")
 

@@ -25,7 +25,7 @@ import json
 import platform
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,7 @@ def suspended(form: Callable[[], object]) -> Callable[[], object]:
     def run() -> object:
         with native.suspended():
             return form()
+
     return run
 
 
@@ -74,29 +75,53 @@ def main() -> int:
 
     def record(name: str, flops: int, seconds: dict[str, float], difference: float) -> None:
         for form, value in seconds.items():
-            rows.append({"part": name, "form": form, "seconds": value, "gflops_per_second": flops / value / 1e9,
-                         "max_difference": difference})
+            rows.append(
+                {
+                    "part": name,
+                    "form": form,
+                    "seconds": value,
+                    "gflops_per_second": flops / value / 1e9,
+                    "max_difference": difference,
+                }
+            )
 
     size = args.size
-    block = next(m for m in prepare_model(load_model("wdsr-b-32-x4")[0], "fp32", "cpu").modules()
-                 if isinstance(m, FusedWideBlockB))
+    block = next(
+        m
+        for m in prepare_model(load_model("wdsr-b-32-x4")[0], "fp32", "cpu").modules()
+        if isinstance(m, FusedWideBlockB)
+    )
     x = torch.randn(1, 32, size, size).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         difference = (block.low_rank(x) - suspended(lambda: block.low_rank(x))()).abs().max().item()
     pair = {"native": lambda: block.low_rank(x), "BLAS products": suspended(lambda: block.low_rank(x))}
-    record(f"WDSR-B 1x1 pair, {size}x{size}", 2 * size * size * (32 * 192 + 192 * 25),
-           interleaved(pair, args.repeat, peak), difference)
+    record(
+        f"WDSR-B 1x1 pair, {size}x{size}",
+        2 * size * size * (32 * 192 + 192 * 25),
+        interleaved(pair, args.repeat, peak),
+        difference,
+    )
 
     width = 4 * size
     rows_in = torch.randn(1, 64, 34, width).contiguous(memory_format=torch.channels_last)
     weight, bias = torch.randn(3, 64, 3, 3) * 0.05, torch.randn(3)
     with torch.inference_mode():
-        difference = (native.conv3x3_to3(rows_in, weight, bias)
-                      - F.conv2d(rows_in, weight, bias, padding=(0, 1))).abs().max().item()
-    narrow = {"native": lambda: native.conv3x3_to3(rows_in, weight, bias),
-              "oneDNN": lambda: F.conv2d(rows_in, weight, bias, padding=(0, 1))}
-    record(f"64 -> 3 conv, 32 rows x {width}", 2 * 32 * width * 64 * 3 * 9,
-           interleaved(narrow, args.repeat, peak), difference)
+        difference = (
+            (native.conv3x3_to3(rows_in, weight, bias) - F.conv2d(rows_in, weight, bias, padding=(0, 1)))
+            .abs()
+            .max()
+            .item()
+        )
+    narrow = {
+        "native": lambda: native.conv3x3_to3(rows_in, weight, bias),
+        "oneDNN": lambda: F.conv2d(rows_in, weight, bias, padding=(0, 1)),
+    }
+    record(
+        f"64 -> 3 conv, 32 rows x {width}",
+        2 * 32 * width * 64 * 3 * 9,
+        interleaved(narrow, args.repeat, peak),
+        difference,
+    )
 
     image = torch.rand(1, 3, size, size).contiguous(memory_format=torch.channels_last)
     for name in ("wdsr-b-32-x4", "default-x4", "edsr-baseline-x4"):
@@ -105,23 +130,42 @@ def main() -> int:
         with torch.inference_mode():
             difference = (prepared(image) - suspended(lambda: prepared(image))()).abs().max().item()
         forms = {"native": lambda: prepared(image), "PyTorch layers": suspended(lambda: prepared(image))}
-        record(f"{name} network, {size}x{size}", count_flops(model, size, size),
-               interleaved(forms, max(3, args.repeat // 3), peak), difference)
+        record(
+            f"{name} network, {size}x{size}",
+            count_flops(model, size, size),
+            interleaved(forms, max(3, args.repeat // 3), peak),
+            difference,
+        )
 
     when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    print(f"{cpu_name()}, {args.threads} threads, torch {torch.__version__}, {when}; "
-          f"fp32 torch.mm peak {peak.best / 1e9:.1f} GFLOP/s (best in this run)")
+    print(
+        f"{cpu_name()}, {args.threads} threads, torch {torch.__version__}, {when}; "
+        f"fp32 torch.mm peak {peak.best / 1e9:.1f} GFLOP/s (best in this run)"
+    )
     label = max(len(row["part"]) + len(row["form"]) for row in rows) + 3
     for row in rows:
         row["fraction_of_peak"] = row["gflops_per_second"] * 1e9 / peak.best
-        print(f"{row['part'] + ' — ' + row['form']:<{label}} {row['seconds'] * 1e3:9.2f} ms "
-              f"{row['gflops_per_second']:7.1f} GFLOP/s {row['fraction_of_peak']:6.1%}  "
-              f"(max difference {row['max_difference']:.1e})")
+        print(
+            f"{row['part'] + ' — ' + row['form']:<{label}} {row['seconds'] * 1e3:9.2f} ms "
+            f"{row['gflops_per_second']:7.1f} GFLOP/s {row['fraction_of_peak']:6.1%}  "
+            f"(max difference {row['max_difference']:.1e})"
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"machine": cpu_name(), "threads": args.threads, "torch": torch.__version__,
-                       "python": platform.python_version(), "date": when, "size": size,
-                       "matmul_peak_gflops": peak.best / 1e9, "rows": rows}, handle, indent=2)
+            json.dump(
+                {
+                    "machine": cpu_name(),
+                    "threads": args.threads,
+                    "torch": torch.__version__,
+                    "python": platform.python_version(),
+                    "date": when,
+                    "size": size,
+                    "matmul_peak_gflops": peak.best / 1e9,
+                    "rows": rows,
+                },
+                handle,
+                indent=2,
+            )
     return 0
 
 

@@ -58,8 +58,10 @@ def main() -> None:
                 sisr_time = median_seconds(lambda: model(x), args.repeats)
                 difference = float((model(x) - torch.from_numpy(session.run(None, feed)[0])).abs().max())
             ort_time = median_seconds(lambda: session.run(None, feed), args.repeats)
-            print(f"{name:<18} {sisr_time * 1e3:>10.1f} {ort_time * 1e3:>17.1f} {sisr_time / ort_time:>6.2f} "
-                  f"{difference:>11.2e}")
+            print(
+                f"{name:<18} {sisr_time * 1e3:>10.1f} {ort_time * 1e3:>17.1f} {sisr_time / ort_time:>6.2f} "
+                f"{difference:>11.2e}"
+            )
 
 
 if __name__ == "__main__":

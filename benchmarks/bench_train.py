@@ -101,12 +101,20 @@ def bench_network(preset: str, batch: int, hr_patch: int, repeats: int) -> dict:
     optimizer.zero_grad(set_to_none=True)
     flops = counter.get_total_flops()
     forward_flops = 2 * conv_multiply_adds(model, lr)
-    return {"preset": preset, "params": count_parameters(model), "best": min(times),
-            "median": statistics.median(times), "flops": flops, "forward_flops": forward_flops, "patches": batch}
+    return {
+        "preset": preset,
+        "params": count_parameters(model),
+        "best": min(times),
+        "median": statistics.median(times),
+        "flops": flops,
+        "forward_flops": forward_flops,
+        "patches": batch,
+    }
 
 
-def bench_pipeline(batch: int, hr_patch: int, scale: int, workers: int, batches: int, cache: str,
-                   folder: Path) -> float:
+def bench_pipeline(
+    batch: int, hr_patch: int, scale: int, workers: int, batches: int, cache: str, folder: Path
+) -> float:
     """Patches per second from decoded images to uint8 batches, DIV2K-sized images (2040x1356 HR)."""
     rng = np.random.default_rng(0)
     hr_list, lr_list, sizes = [], [], []
@@ -148,23 +156,33 @@ def main() -> None:
     rows = [bench_network(preset, args.batch_size, args.patch_size, args.steps) for preset in PRESETS]
     peak = max(peak_before, matmul_peak_gflops())
     print(f"float32 matmul peak (best 2048x2048 torch.mm): {peak:.1f} GFLOP/s")
-    print(f"training step: batch {args.batch_size}, HR patch {args.patch_size}, L1 + Adam, float32, "
-          f"best / median of {args.steps}")
-    print(f"{'network':<18} {'params':>7} {'s/step':>12} {'steps/s':>8} {'patches/s':>9} "
-          f"{'GFLOP/step':>10} {'fwd conv':>8} {'GFLOP/s':>8} {'of peak':>7}")
+    print(
+        f"training step: batch {args.batch_size}, HR patch {args.patch_size}, L1 + Adam, float32, "
+        f"best / median of {args.steps}"
+    )
+    print(
+        f"{'network':<18} {'params':>7} {'s/step':>12} {'steps/s':>8} {'patches/s':>9} "
+        f"{'GFLOP/step':>10} {'fwd conv':>8} {'GFLOP/s':>8} {'of peak':>7}"
+    )
     for row in rows:
         best = row["best"]
         rate = row["flops"] / best / 1e9
-        print(f"{row['preset']:<18} {row['params'] / 1e6:>6.2f}M {best:>5.2f} / {row['median']:>4.2f} "
-              f"{1 / best:>8.3f} {row['patches'] / best:>9.1f} {row['flops'] / 1e9:>10.1f} "
-              f"{row['forward_flops'] / 1e9:>8.1f} {rate:>8.1f} {rate / peak:>6.0%}")
-    print("(GFLOP/step: forward + backward as counted by FlopCounterMode; fwd conv: forward convolutions "
-          "counted from their shapes, 2 FLOP per multiply-add)")
+        print(
+            f"{row['preset']:<18} {row['params'] / 1e6:>6.2f}M {best:>5.2f} / {row['median']:>4.2f} "
+            f"{1 / best:>8.3f} {row['patches'] / best:>9.1f} {row['flops'] / 1e9:>10.1f} "
+            f"{row['forward_flops'] / 1e9:>8.1f} {rate:>8.1f} {rate / peak:>6.0%}"
+        )
+    print(
+        "(GFLOP/step: forward + backward as counted by FlopCounterMode; fwd conv: forward convolutions "
+        "counted from their shapes, 2 FLOP per multiply-add)"
+    )
     with tempfile.TemporaryDirectory() as folder:
         for cache, workers in (("memory", 0), ("disk", 0), ("disk", 2)):
             rate = bench_pipeline(args.batch_size, args.patch_size, 4, workers, args.batches, cache, Path(folder))
-            print(f"data pipeline, {cache} cache, {workers} workers: {rate:,.0f} patches/s "
-                  f"(crop, flip/rotate, uint8 batches of {args.batch_size})")
+            print(
+                f"data pipeline, {cache} cache, {workers} workers: {rate:,.0f} patches/s "
+                f"(crop, flip/rotate, uint8 batches of {args.batch_size})"
+            )
 
 
 if __name__ == "__main__":

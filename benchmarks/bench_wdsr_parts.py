@@ -22,14 +22,14 @@ import datetime
 import json
 import platform
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 import sisr.inference.fast as fast
-from sisr.inference import native
 from sisr.bench import MatmulPeak, cpu_name
+from sisr.inference import native
 
 FEATURES, WIDE, NARROW = 32, 192, 25  # wdsr-b-32-x4's block
 
@@ -75,8 +75,9 @@ def main() -> None:
         seconds = best_seconds(work, args.repeat)
         gflops = flops / seconds / 1e9
         peak_gflops = peak.measure() / 1e9
-        rows.append({"part": name, "ms": seconds * 1e3, "gflops_per_s": gflops,
-                     "fraction_of_peak": gflops / peak_gflops})
+        rows.append(
+            {"part": name, "ms": seconds * 1e3, "gflops_per_s": gflops, "fraction_of_peak": gflops / peak_gflops}
+        )
 
     if native.library() is not None:
         row("1x1 pair, sisr's native kernel", lambda: block.low_rank(x), pair_flops)
@@ -86,30 +87,53 @@ def main() -> None:
         with native.suspended():
             row(f"1x1 pair, BLAS products, {per_thread} px/thread", lambda: block.low_rank(x), pair_flops)
     fast.PIXELS_PER_CHUNK = original
-    row(f"expand product alone ({chunk} px)", lambda: torch.mm(a, block.expand_matrix),
-        2 * chunk * FEATURES * WIDE)
+    row(f"expand product alone ({chunk} px)", lambda: torch.mm(a, block.expand_matrix), 2 * chunk * FEATURES * WIDE)
     narrow_matrix = reduce.weight.detach().flatten(1)  # 25 x 192
-    row(f"reduce product alone ({chunk} px, transposed: the earlier form)",
-        lambda: torch.mm(narrow_matrix, hidden.t()), 2 * chunk * WIDE * NARROW)
-    row(f"reduce product alone ({chunk} px, pixels x 25 channels)", lambda: torch.mm(hidden, narrow_matrix.t()),
-        2 * chunk * WIDE * NARROW)
-    row(f"reduce product padded to {block.reduce_matrix.shape[1]} outputs ({chunk} px; sisr's form; FLOPs of 25)",
-        lambda: torch.mm(hidden, block.reduce_matrix), 2 * chunk * WIDE * NARROW)
+    row(
+        f"reduce product alone ({chunk} px, transposed: the earlier form)",
+        lambda: torch.mm(narrow_matrix, hidden.t()),
+        2 * chunk * WIDE * NARROW,
+    )
+    row(
+        f"reduce product alone ({chunk} px, pixels x 25 channels)",
+        lambda: torch.mm(hidden, narrow_matrix.t()),
+        2 * chunk * WIDE * NARROW,
+    )
+    row(
+        f"reduce product padded to {block.reduce_matrix.shape[1]} outputs ({chunk} px; sisr's form; FLOPs of 25)",
+        lambda: torch.mm(hidden, block.reduce_matrix),
+        2 * chunk * WIDE * NARROW,
+    )
     row("3x3 conv 25 -> 32", lambda: conv(low), conv_flops)
     row("whole block", lambda: block(x), pair_flops + conv_flops)
 
     peak_gflops = peak.best / 1e9
-    print(f"{cpu_name()}, {args.threads} thread(s), torch {torch.__version__}, {datetime.date.today()}; "
-          f"input {args.size}x{args.size}; fp32 torch.mm peak {peak_gflops:.1f} GFLOP/s")
+    print(
+        f"{cpu_name()}, {args.threads} thread(s), torch {torch.__version__}, {datetime.date.today()}; "
+        f"input {args.size}x{args.size}; fp32 torch.mm peak {peak_gflops:.1f} GFLOP/s"
+    )
     width = max(len(r["part"]) for r in rows)
     for r in rows:
-        print(f"{r['part']:<{width}}  {r['ms']:8.2f} ms  {r['gflops_per_s']:7.1f} GFLOP/s  "
-              f"{100 * r['fraction_of_peak']:5.1f} % of peak")
+        print(
+            f"{r['part']:<{width}}  {r['ms']:8.2f} ms  {r['gflops_per_s']:7.1f} GFLOP/s  "
+            f"{100 * r['fraction_of_peak']:5.1f} % of peak"
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"machine": cpu_name(), "python": platform.python_version(), "torch": torch.__version__,
-                       "threads": args.threads, "size": args.size, "matmul_peak_gflops": peak_gflops,
-                       "date": str(datetime.date.today()), "rows": rows}, handle, indent=2)
+            json.dump(
+                {
+                    "machine": cpu_name(),
+                    "python": platform.python_version(),
+                    "torch": torch.__version__,
+                    "threads": args.threads,
+                    "size": args.size,
+                    "matmul_peak_gflops": peak_gflops,
+                    "date": str(datetime.date.today()),
+                    "rows": rows,
+                },
+                handle,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

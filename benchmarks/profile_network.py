@@ -60,15 +60,26 @@ def main() -> None:
     with profile(activities=activities, record_shapes=True) as profiler:
         call()
     machine = cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device)
-    print(f"{label} {args.size}x{args.size}, {args.precision} on {machine} ({torch.get_num_threads()} threads), "
-          f"fused {settings.fused}, {'whole upscale call' if args.upscale else 'network only'}; "
-          f"torch {torch.__version__}; {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
+    print(
+        f"{label} {args.size}x{args.size}, {args.precision} on {machine} ({torch.get_num_threads()} threads), "
+        f"fused {settings.fused}, {'whole upscale call' if args.upscale else 'network only'}; "
+        f"torch {torch.__version__}; {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}"
+    )
     averages = profiler.key_averages(group_by_input_shape=True)
-    print(averages.table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=32,
-                         max_shapes_column_width=64))
+    print(
+        averages.table(
+            sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=32, max_shapes_column_width=64
+        )
+    )
     if device.type == "cuda":
-        print(averages.table(sort_by="self_cuda_time_total", row_limit=args.rows, max_name_column_width=32,
-                             max_shapes_column_width=64))
+        print(
+            averages.table(
+                sort_by="self_cuda_time_total",
+                row_limit=args.rows,
+                max_name_column_width=32,
+                max_shapes_column_width=64,
+            )
+        )
 
 
 if __name__ == "__main__":

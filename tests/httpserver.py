@@ -28,10 +28,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 
 @dataclass(frozen=True)
@@ -134,8 +134,9 @@ class _FileHandler(BaseHTTPRequestHandler):
 def serve_directory(directory: Path) -> Iterator[FileServer]:
     """Serve the files of `directory` on 127.0.0.1 for the duration of the block."""
     server = FileServer(directory)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              name="test-http-server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="test-http-server", daemon=True
+    )
     thread.start()
     try:
         yield server

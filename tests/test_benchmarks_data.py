@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import io
 import re
-import importlib.util
 import shutil
 import sys
 import tarfile
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from httpserver import closed_port_url, serve_directory
 from PIL import Image
 
+from httpserver import closed_port_url, serve_directory
 from sisr.data import benchmarks
 from sisr.data.benchmarks import BENCHMARKS, find_spec, load_benchmark, load_folder, read_image
 from sisr.data.download import Resource
@@ -256,10 +256,13 @@ def test_a_set_is_downloaded_into_the_cache_once(tmp_path, isolated_cache, monke
     site = tmp_path / "site"
     site.mkdir()
     hr, lr = random_image(8, 6), random_image(4, 3, seed=3)
-    archive = tar_of_images(site / "benchmark.tar", {
-        "benchmark/Set5/HR/baby.png": hr,
-        "benchmark/Set5/LR_bicubic/X2/babyx2.png": lr,
-    })
+    archive = tar_of_images(
+        site / "benchmark.tar",
+        {
+            "benchmark/Set5/HR/baby.png": hr,
+            "benchmark/Set5/LR_bicubic/X2/babyx2.png": lr,
+        },
+    )
     with serve_directory(site) as server:
         spec = dataclasses.replace(BENCHMARKS["Set5"], hr_archives=(served_resource(server, archive),))
         monkeypatch.setitem(BENCHMARKS, "Set5", spec)
@@ -277,22 +280,31 @@ def test_div2k_valid_fetches_hr_and_only_the_lr_archive_of_the_scale(tmp_path, i
     hr = random_image(12, 12)
     hr_zip = zip_of_images(site / "DIV2K_valid_HR.zip", {"DIV2K_valid_HR/0801.png": hr})
     lr_zips = {
-        scale: zip_of_images(site / f"DIV2K_valid_LR_bicubic_X{scale}.zip", {
-            f"DIV2K_valid_LR_bicubic/X{scale}/0801x{scale}.png": random_image(12 // scale, 12 // scale)})
+        scale: zip_of_images(
+            site / f"DIV2K_valid_LR_bicubic_X{scale}.zip",
+            {f"DIV2K_valid_LR_bicubic/X{scale}/0801x{scale}.png": random_image(12 // scale, 12 // scale)},
+        )
         for scale in (2, 3)
     }
     with serve_directory(site) as server:
         spec = dataclasses.replace(
-            BENCHMARKS["DIV2K-valid"], hr_archives=(served_resource(server, hr_zip),),
-            lr_archives={scale: served_resource(server, path) for scale, path in lr_zips.items()})
+            BENCHMARKS["DIV2K-valid"],
+            hr_archives=(served_resource(server, hr_zip),),
+            lr_archives={scale: served_resource(server, path) for scale, path in lr_zips.items()},
+        )
         monkeypatch.setitem(BENCHMARKS, "DIV2K-valid", spec)
         assert load_benchmark("DIV2K", 2, progress=False).pairs[0].lr_path.name == "0801x2.png"
         assert load_benchmark("DIV2K", 3, progress=False).pairs[0].lr_path.name == "0801x3.png"
         assert [request.path for request in server.requests] == [
-            "/DIV2K_valid_HR.zip", "/DIV2K_valid_LR_bicubic_X2.zip", "/DIV2K_valid_LR_bicubic_X3.zip"]
+            "/DIV2K_valid_HR.zip",
+            "/DIV2K_valid_LR_bicubic_X2.zip",
+            "/DIV2K_valid_LR_bicubic_X3.zip",
+        ]
     # Extracted into one folder, in DIV2K's own layout.
     assert sorted(p.name for p in (isolated_cache / "datasets" / "DIV2K").iterdir() if p.is_dir()) == [
-        "DIV2K_valid_HR", "DIV2K_valid_LR_bicubic"]
+        "DIV2K_valid_HR",
+        "DIV2K_valid_LR_bicubic",
+    ]
 
 
 def test_offline_download_names_the_archive_path_to_fill_by_hand(isolated_cache, monkeypatch):

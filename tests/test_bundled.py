@@ -11,8 +11,8 @@ import torch
 
 import sisr
 from sisr import SisrError
-from sisr.imaging import bicubic_downgrade, matlab_imresize, psnr
 from sisr.image_io import read_image, write_image
+from sisr.imaging import bicubic_downgrade, matlab_imresize, psnr
 from sisr.models import count_parameters, create_model
 from sisr.weights import read_weight_file
 from sisr.weights.bundled import BUNDLED, default_model_name
@@ -84,7 +84,7 @@ def test_bundled_network_beats_bicubic_on_the_matlab_made_benchmark_image(benchm
 def readme_table() -> dict[tuple[str, int], float]:
     """The README's table of the bundled networks: {(dataset, scale): PSNR}."""
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("<!-- bundled-table -->"):text.index("<!-- /bundled-table -->")]
+    section = text[text.index("<!-- bundled-table -->") : text.index("<!-- /bundled-table -->")]
     table = {}
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -102,7 +102,7 @@ def test_readme_table_lists_every_scale_and_set():
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_readme_table_is_what_sisr_evaluate_gives_on_set5(benchmarks_dir, scale):
-    record, = sisr.evaluate([f"default-x{scale}"], ["Set5"], scale, data_root=benchmarks_dir, device="cpu")
+    (record,) = sisr.evaluate([f"default-x{scale}"], ["Set5"], scale, data_root=benchmarks_dir, device="cpu")
     assert record["metrics"]["psnr"] == pytest.approx(readme_table()[("Set5", scale)], abs=0.006)
 
 
@@ -129,8 +129,8 @@ def test_the_readme_quick_start_upscales_the_sample_photo_with_the_default(tmp_p
 
     pytest.importorskip("skimage")
     text = README.read_text(encoding="utf-8")
-    block = text[text.index("```sh", text.index("## Set-up")) + 5:]
-    command = block[:block.index("```")].strip()
+    block = text[text.index("```sh", text.index("## Set-up")) + 5 :]
+    command = block[: block.index("```")].strip()
     steps = [shlex.split(step) for step in command.split("&&")]
     assert steps[0][:2] == ["pip", "install"] and all(step[0] == "sisr" for step in steps[1:])
     assert any(step[1] == "upscale" and "--model" not in step for step in steps)  # the bundled default
@@ -188,7 +188,10 @@ def test_the_recipe_stages_follow_one_another(scale):
     if scale == 2:
         assert first.model.init == ""
     else:  # the EDSR paper's start: x3 and x4 from the x2 network
-        assert first.model.init == f"{load_config(README.parent / BUNDLED['default-x2'].recipe[0]).train.out}/last.safetensors"
+        assert (
+            first.model.init
+            == f"{load_config(README.parent / BUNDLED['default-x2'].recipe[0]).train.out}/last.safetensors"
+        )
     for before, after in zip(stages, stages[1:]):
         assert after.model.init == f"{before.train.out}/last.safetensors"
         assert after.model.preset == before.model.preset == entry.preset

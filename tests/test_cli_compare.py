@@ -45,25 +45,27 @@ def tiny_model_file(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def hr_comparison(hr_image, tiny_model_file):
-    return compare_models(hr_image, [tiny_model_file], SCALE, crop=CropBox(40, 30, 64, 48), zoom=4, caption="",
-                          device="cpu")
+    return compare_models(
+        hr_image, [tiny_model_file], SCALE, crop=CropBox(40, 30, 64, 48), zoom=4, caption="", device="cpu"
+    )
 
 
 def y_psnr(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
     """Independent reference: BT.601 luma (as MATLAB's rgb2ycbcr), border cropped, 8-bit peak."""
+
     def luma(image):
         rgb = image.astype(np.float64)
         return 16 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255
 
     diff = (luma(sr) - luma(hr))[border:-border, border:-border]
-    return float(10 * np.log10(255.0 ** 2 / np.mean(diff ** 2)))
+    return float(10 * np.log10(255.0**2 / np.mean(diff**2)))
 
 
 def find_in(figure: np.ndarray, patch: np.ndarray) -> list[tuple[int, int]]:
     """Every place where `patch` appears in `figure`, pixel for pixel."""
     h, w = patch.shape[:2]
     first = (figure[: figure.shape[0] - h + 1, : figure.shape[1] - w + 1] == patch[0, 0]).all(axis=-1)
-    return [(int(y), int(x)) for y, x in zip(*np.nonzero(first)) if np.array_equal(figure[y:y + h, x:x + w], patch)]
+    return [(int(y), int(x)) for y, x in zip(*np.nonzero(first)) if np.array_equal(figure[y : y + h, x : x + w], patch)]
 
 
 def test_hr_mode_makes_lr_with_matlab_bicubic_and_shows_every_method(hr_comparison, hr_image):
@@ -171,8 +173,22 @@ def test_cli_writes_the_figure_and_refuses_to_overwrite(tmp_path, hr_image, hr_c
     source = tmp_path / "astronaut.png"
     write_image(source, hr_image)
     out = tmp_path / "figure.png"
-    argv = ["compare", str(source), "--model", tiny_model_file, "-o", str(out), "--crop", "40,30,64,48",
-            "--zoom", "4", "--caption", "", "--device", "cpu"]
+    argv = [
+        "compare",
+        str(source),
+        "--model",
+        tiny_model_file,
+        "-o",
+        str(out),
+        "--crop",
+        "40,30,64,48",
+        "--zoom",
+        "4",
+        "--caption",
+        "",
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0  # scale taken from the model
     with Image.open(out) as written:
         assert written.format == "PNG"

@@ -116,8 +116,22 @@ def test_bicubic_with_a_scale_tiled(capsys, tmp_path):
 
     source = tmp_path / "rgb.png"
     write_image(source, photo())
-    status, err = run_cli(capsys, source, "-o", tmp_path / "x3.png", "--model", "bicubic", "--scale", "3",
-                          "--tile", "5", "--precision", "fp32", "--device", "cpu")
+    status, err = run_cli(
+        capsys,
+        source,
+        "-o",
+        tmp_path / "x3.png",
+        "--model",
+        "bicubic",
+        "--scale",
+        "3",
+        "--tile",
+        "5",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+    )
     assert status == 0, err
     result = read_image(tmp_path / "x3.png")
     expected = np.floor(np.clip(matlab_imresize(photo() / 255.0, scale=3), 0, 1) * 255 + 0.5)
@@ -131,9 +145,21 @@ def test_the_console_script_runs(mixed_folder, tmp_path, weights):
         pytest.skip("the `sisr` console script is not installed (pip install -e .)")
     out = tmp_path / "out"
     done = subprocess.run(
-        [sisr, "upscale", str(mixed_folder / "rgb.png"), str(mixed_folder / "grey.png"), "-o", str(out),
-         "--model", str(weights), "--device", "cpu"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sisr,
+            "upscale",
+            str(mixed_folder / "rgb.png"),
+            str(mixed_folder / "grey.png"),
+            "-o",
+            str(out),
+            "--model",
+            str(weights),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "upscaling 2 images x2" in done.stderr
@@ -196,8 +222,9 @@ def test_bicubic_needs_a_scale(capsys, tmp_path):
 def test_fp16_on_the_cpu(capsys, tmp_path, weights):
     source = tmp_path / "rgb.png"
     write_image(source, photo())
-    status, err = run_cli(capsys, source, "-o", tmp_path / "out.png", "--model", weights,
-                          "--precision", "fp16", "--device", "cpu")
+    status, err = run_cli(
+        capsys, source, "-o", tmp_path / "out.png", "--model", weights, "--precision", "fp16", "--device", "cpu"
+    )
     assert status == 1
     assert_one_error_line(err, "fp16 needs a CUDA device; use bf16 on CPU")
 
@@ -301,8 +328,9 @@ def test_compile_runs_the_same_network_through_torch_compile(tmp_path, capsys):
         write_image(folder / f"{index}.png", rng.integers(0, 256, (14, 18, 3), dtype=np.uint8))
     status, err = run_cli(capsys, folder, "-o", tmp_path / "plain", "--model", weights, "--device", "cpu")
     assert status == 0, err
-    status, err = run_cli(capsys, folder, "-o", tmp_path / "compiled", "--model", weights, "--device", "cpu",
-                          "--compile", "--tile", "8")
+    status, err = run_cli(
+        capsys, folder, "-o", tmp_path / "compiled", "--model", weights, "--device", "cpu", "--compile", "--tile", "8"
+    )
     assert status == 0, err
     for index in range(3):
         plain = read_image(tmp_path / "plain" / f"{index}-x2.png").astype(int)

@@ -29,8 +29,13 @@ def _data(tmp_path: Path) -> dict:
         hr = np.repeat(np.repeat(rng.integers(0, 256, (8, 10, 3), dtype=np.uint8), 4, 0), 4, 1)
         write_image(tmp_path / "hr" / f"{index}.png", hr)
         write_image(tmp_path / "lr" / f"{index}.png", hr[::2, ::2])
-    return {"train": str(tmp_path / "hr"), "train_lr": str(tmp_path / "lr"), "patch_size": 16,
-            "cache": "memory", "workers": 0}
+    return {
+        "train": str(tmp_path / "hr"),
+        "train_lr": str(tmp_path / "lr"),
+        "patch_size": 16,
+        "cache": "memory",
+        "workers": 0,
+    }
 
 
 def _config(tmp_path: Path, out: str, batch_size: int) -> dict:
@@ -44,8 +49,9 @@ def _config(tmp_path: Path, out: str, batch_size: int) -> dict:
 
 
 def _rank_main(rank: int, world_size: int, port: int, config: dict, results: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
+    )
     result = train(config, progress_bar=False)
     torch.save(result.model.state_dict(), Path(results) / f"rank{rank}.pt")
 
@@ -78,16 +84,32 @@ def _initial_weights() -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("torchrun") is None or shutil.which("sisr") is None,
-                    reason="torchrun or the sisr command is not on PATH")
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None or shutil.which("sisr") is None,
+    reason="torchrun or the sisr command is not on PATH",
+)
 def test_torchrun_launches_the_command(tmp_path):
     config_path = tmp_path / "ddp.toml"
     config_path.write_text(load_config(values=_config(tmp_path, "torchrun", 2)).to_toml())
-    command = ["torchrun", "--nnodes", "1", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-               "--master-port", str(_free_port()), "--no-python", "sisr", "train", str(config_path),
-               "--no-progress"]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        "torchrun",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        "--no-python",
+        "sisr",
+        "train",
+        str(config_path),
+        "--no-progress",
+    ]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "batch 2 x 2 process(es) = 4" in completed.stderr
     single = train(_config(tmp_path, "single", 4), progress_bar=False).model.state_dict()

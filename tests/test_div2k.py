@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from httpserver import closed_port_url, serve_directory
 
+from httpserver import closed_port_url, serve_directory
 from sisr.data import div2k
 from sisr.data.div2k import DIV2K_SHA256, Div2kSource, div2k_pairs, ensure_div2k
 from sisr.errors import SisrError
@@ -33,8 +33,9 @@ def _make_archives(folder: Path, scale: int = 2, ids=(1, 2, 3)) -> dict[str, str
         for number in ids:
             hr = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
             hr_archive.writestr(f"DIV2K_train_HR/{number:04d}.png", _png_bytes(folder, hr))
-            lr_archive.writestr(f"DIV2K_train_LR_bicubic/X{scale}/{number:04d}x{scale}.png",
-                                _png_bytes(folder, hr[::scale, ::scale]))
+            lr_archive.writestr(
+                f"DIV2K_train_LR_bicubic/X{scale}/{number:04d}x{scale}.png", _png_bytes(folder, hr[::scale, ::scale])
+            )
     (folder / "scratch.png").unlink()
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (hr_zip, lr_zip)}
 
@@ -59,7 +60,9 @@ def test_download_verify_extract_once_and_pair(tmp_path):
         assert pairs[0].hr_path == root / "DIV2K" / "DIV2K_train_HR" / "0001.png"
         assert pairs[0].lr_path == root / "DIV2K" / "DIV2K_train_LR_bicubic" / "X2" / "0001x2.png"
         assert sorted(request.path for request in server.requests) == [
-            "/DIV2K_train_HR.zip", "/DIV2K_train_LR_bicubic_X2.zip"]
+            "/DIV2K_train_HR.zip",
+            "/DIV2K_train_LR_bicubic_X2.zip",
+        ]
         assert (root / "downloads" / "DIV2K_train_HR.zip").is_file()
 
         again = div2k_pairs("train", 2, "bicubic", root, limit=2, progress=False, source=source)
@@ -71,10 +74,10 @@ def test_a_wrong_checksum_stops_before_extracting(tmp_path):
     served = tmp_path / "server"
     sums = _make_archives(served)
     sums["DIV2K_train_HR.zip"] = "0" * 64
-    with serve_directory(served) as server:
-        with pytest.raises(SisrError, match="checksum mismatch"):
-            ensure_div2k("train", 2, data_root=tmp_path / "data", progress=False,
-                         source=Div2kSource(server.base_url, sums))
+    with serve_directory(served) as server, pytest.raises(SisrError, match="checksum mismatch"):
+        ensure_div2k(
+            "train", 2, data_root=tmp_path / "data", progress=False, source=Div2kSource(server.base_url, sums)
+        )
     assert not (tmp_path / "data" / "DIV2K" / "DIV2K_train_HR").exists()
 
 

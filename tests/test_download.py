@@ -16,8 +16,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from httpserver import closed_port_url, serve_directory
 
+from httpserver import closed_port_url, serve_directory
 from sisr.data.download import (
     Resource,
     cache_dir,
@@ -242,7 +242,7 @@ def _at_once(count: int, work) -> list:
         start.wait()
         try:
             results[index] = work()
-        except BaseException as error:  # noqa: BLE001 - re-raised below
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from sisr import evaluate
 from sisr.cli import main
 from sisr.errors import SisrError
-from sisr import evaluate
 from sisr.image_io import read_image, write_image
 from sisr.imaging import matlab_imresize, psnr, ssim
 from sisr.models import create_model
@@ -21,18 +21,40 @@ from sisr.weights import save_model
 
 # The EDSR paper's bicubic baseline (Y channel, border = scale), PSNR and SSIM.
 PUBLISHED_BICUBIC = {
-    ("Set5", 2): (33.66, 0.9299), ("Set5", 3): (30.39, 0.8682), ("Set5", 4): (28.42, 0.8104),
-    ("Set14", 2): (30.24, 0.8688), ("Set14", 3): (27.55, 0.7742), ("Set14", 4): (26.00, 0.7027),
-    ("BSD100", 2): (29.56, 0.8431), ("BSD100", 3): (27.21, 0.7385), ("BSD100", 4): (25.96, 0.6675),
+    ("Set5", 2): (33.66, 0.9299),
+    ("Set5", 3): (30.39, 0.8682),
+    ("Set5", 4): (28.42, 0.8104),
+    ("Set14", 2): (30.24, 0.8688),
+    ("Set14", 3): (27.55, 0.7742),
+    ("Set14", 4): (26.00, 0.7027),
+    ("BSD100", 2): (29.56, 0.8431),
+    ("BSD100", 3): (27.21, 0.7385),
+    ("BSD100", 4): (25.96, 0.6675),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_bicubic_reproduces_the_published_table(benchmarks_dir: Path, scale: int, capsys) -> None:
-    status = main(["evaluate", "--model", "bicubic", "--dataset", "Set5", "--dataset", "Set14",
-                   "--dataset", "BSD100", "--scale", str(scale), "--data-root", str(benchmarks_dir),
-                   "--format", "json"])
+    status = main(
+        [
+            "evaluate",
+            "--model",
+            "bicubic",
+            "--dataset",
+            "Set5",
+            "--dataset",
+            "Set14",
+            "--dataset",
+            "BSD100",
+            "--scale",
+            str(scale),
+            "--data-root",
+            str(benchmarks_dir),
+            "--format",
+            "json",
+        ]
+    )
     assert status == 0
     records = json.loads(capsys.readouterr().out)
     assert [r["dataset"] for r in records] == ["Set5", "Set14", "BSD100"]
@@ -49,11 +71,13 @@ def make_folder(root: Path, scale: int, count: int = 3) -> Path:
 
     photo = data.astronaut()
     for i in range(count):
-        hr = photo[i * 40: i * 40 + 64, i * 50: i * 50 + 72]
+        hr = photo[i * 40 : i * 40 + 64, i * 50 : i * 50 + 72]
         write_image(root / "HR" / f"img{i}.png", hr)
         write_image(root / "LR_bicubic" / f"X{scale}" / f"img{i}.png", matlab_imresize(hr, scale=1 / scale))
     write_image(root / "HR" / "gray.png", photo[100:164, 100:172, 1])
-    write_image(root / "LR_bicubic" / f"X{scale}" / "gray.png", matlab_imresize(photo[100:164, 100:172, 1], scale=1 / scale))
+    write_image(
+        root / "LR_bicubic" / f"X{scale}" / "gray.png", matlab_imresize(photo[100:164, 100:172, 1], scale=1 / scale)
+    )
     return root
 
 
@@ -126,7 +150,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, tiny_model: Path, capsys
     assert main(["evaluate", "--model", "bicubic", "--dataset", "NoSuchSet", "--scale", "2"]) == 1
     err = capsys.readouterr().err
     assert "NoSuchSet" in err and "Traceback" not in err
-    assert main(["evaluate", "--model", str(tmp_path / "missing.safetensors"), "--dataset", str(folder), "--scale", "2"]) == 1
+    assert (
+        main(["evaluate", "--model", str(tmp_path / "missing.safetensors"), "--dataset", str(folder), "--scale", "2"])
+        == 1
+    )
     assert "missing.safetensors" in capsys.readouterr().err
     with pytest.raises(SisrError, match="unknown metric"):
         evaluate("bicubic", str(folder), 2, metrics=["lpips"])

@@ -13,11 +13,11 @@ from PIL import Image
 from sisr.cli import main
 from sisr.errors import SisrError
 from sisr.figures import (
-    chain_stages,
     CROP_BOX_COLOR,
     PALETTE,
     CropBox,
     Panel,
+    chain_stages,
     check_crop,
     compose_comparison,
     default_columns,
@@ -123,8 +123,10 @@ def test_default_columns_keep_rows_short_and_even():
 
 def _noise_panels(count: int, height: int = 60, width: int = 80) -> list[Panel]:
     rng = np.random.default_rng(1)
-    return [Panel(f"panel {i}", rng.integers(0, 256, (height, width, 3), dtype=np.uint8), psnr=30.0 + i, ssim=0.9)
-            for i in range(count)]
+    return [
+        Panel(f"panel {i}", rng.integers(0, 256, (height, width, 3), dtype=np.uint8), psnr=30.0 + i, ssim=0.9)
+        for i in range(count)
+    ]
 
 
 def test_composed_panels_show_the_same_crop_of_each_image_enlarged_by_zoom():
@@ -138,7 +140,7 @@ def test_composed_panels_show_the_same_crop_of_each_image_enlarged_by_zoom():
     for panel in panels:
         expected = np.repeat(np.repeat(panel.image[20:36, 10:34], 3, axis=0), 3, axis=1)
         candidates = zip(*np.nonzero((pixels[:-47, :-71] == expected[0, 0]).all(axis=-1)))
-        hits = [(y, x) for y, x in candidates if np.array_equal(pixels[y:y + 48, x:x + 72], expected)]
+        hits = [(y, x) for y, x in candidates if np.array_equal(pixels[y : y + 48, x : x + 72], expected)]
         assert len(hits) == 1, panel.title
         found.append(hits[0])
     # Reading order: panel 0 top-right (after the overview), then the second row.
@@ -181,11 +183,30 @@ def _write_log(path, records, extra_lines=()):
 def _run_records(steps=range(100, 2001, 100)):
     records = [{"event": "start", "step": 0, "world_size": 1}]
     for step in steps:
-        records.append({"event": "train", "time": 1e9 + step, "step": step, "loss": 1.0 / step,
-                        "psnr_rgb": 20 + step / 200, "lr": 1e-4, "steps_per_s": 10.0 + step % 3})
+        records.append(
+            {
+                "event": "train",
+                "time": 1e9 + step,
+                "step": step,
+                "loss": 1.0 / step,
+                "psnr_rgb": 20 + step / 200,
+                "lr": 1e-4,
+                "steps_per_s": 10.0 + step % 3,
+            }
+        )
         if step % 500 == 0:
-            records.append({"event": "val", "step": step, "psnr": 30 + step / 1000, "best_psnr": 30 + step / 1000,
-                            "best_step": step, "set": "Set5", "images": 5, "seconds": 1.5})
+            records.append(
+                {
+                    "event": "val",
+                    "step": step,
+                    "psnr": 30 + step / 1000,
+                    "best_psnr": 30 + step / 1000,
+                    "best_step": step,
+                    "set": "Set5",
+                    "images": 5,
+                    "seconds": 1.5,
+                }
+            )
     return records
 
 
@@ -228,7 +249,7 @@ def test_ema_is_debiased_like_tensorboard():
 
 
 def _near(pixels: np.ndarray, color, tolerance: int = 40) -> np.ndarray:
-    return (np.abs(pixels.astype(int) - np.array(color)).sum(axis=-1) <= tolerance)
+    return np.abs(pixels.astype(int) - np.array(color)).sum(axis=-1) <= tolerance
 
 
 def test_curves_go_where_the_values_are(tmp_path):
@@ -240,9 +261,10 @@ def test_curves_go_where_the_values_are(tmp_path):
     assert len(layout.plot_areas) == 2 and image.size == layout.size
     for area, rising in zip(layout.plot_areas, (False, True)):
         left, top, right, bottom = (int(round(v)) for v in area)
-        inside = _near(pixels[top + 2:bottom - 1, left + 2:right - 1], PALETTE[0])
-        rows_by_column = [np.flatnonzero(inside[:, x]).mean() for x in range(5, inside.shape[1] - 5, 20)
-                          if inside[:, x].any()]
+        inside = _near(pixels[top + 2 : bottom - 1, left + 2 : right - 1], PALETTE[0])
+        rows_by_column = [
+            np.flatnonzero(inside[:, x]).mean() for x in range(5, inside.shape[1] - 5, 20) if inside[:, x].any()
+        ]
         assert len(rows_by_column) >= 10  # the curve spans the plot
         step_down = np.diff(rows_by_column)
         assert (step_down < 0).all() if rising else (step_down > 0).all()
@@ -281,16 +303,33 @@ def test_plots_the_log_the_trainer_writes(tmp_path):
 
     run_log = RunLog(tmp_path, enabled=True, total_steps=300, start_step=0, progress_bar=False)
     for step in range(10, 301, 10):
-        run_log.interval(step, loss=0.1 / step ** 0.5, psnr_rgb=20 + step / 30, lr=1e-4 if step < 200 else 5e-5,
-                         steps_per_s=5.0, patches_per_s=80.0)
+        run_log.interval(
+            step,
+            loss=0.1 / step**0.5,
+            psnr_rgb=20 + step / 30,
+            lr=1e-4 if step < 200 else 5e-5,
+            steps_per_s=5.0,
+            patches_per_s=80.0,
+        )
         if step % 100 == 0:
-            run_log.validation(step, psnr=30 + step / 100, best_psnr=30 + step / 100, best_step=step,
-                               set_name="Set5", images=5, seconds=1.0)
+            run_log.validation(
+                step,
+                psnr=30 + step / 100,
+                best_psnr=30 + step / 100,
+                best_step=step,
+                set_name="Set5",
+                images=5,
+                seconds=1.0,
+            )
     run_log.close()
     series = log_series(read_log(tmp_path))
     names = {(s.event, s.name, s.set_name) for s in series}
-    assert names == {("train", "loss", None), ("train", "psnr_rgb", None), ("train", "lr", None),
-                     ("val", "psnr", "Set5")}
+    assert names == {
+        ("train", "loss", None),
+        ("train", "psnr_rgb", None),
+        ("train", "lr", None),
+        ("val", "psnr", "Set5"),
+    }
     image = plot_log(tmp_path, log_loss=True)
     _, layout = plot_curves(series, log_loss=True, title=tmp_path.name)
     assert image.size == layout.size and len(layout.plot_areas) == 3  # loss, PSNR, learning rate

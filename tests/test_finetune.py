@@ -50,22 +50,32 @@ def setup(tmp_path, monkeypatch) -> dict[str, Path]:
     torch.manual_seed(2)
     for parameter in extractor.parameters():
         parameter.data.normal_(0, 0.05)  # random, not ImageNet: the test needs a fixed measure, not a good one
-    torch.save({f"features.{key}": value for key, value in extractor.features.state_dict().items()},
-               tmp_path / "vgg22.pth")
-    return {"root": tmp_path, "init": tmp_path / "pixel.safetensors", "vgg": tmp_path / "vgg22.pth",
-            "train": tmp_path / "train", "val": tmp_path / "val", "out": tmp_path / "run"}
+    torch.save(
+        {f"features.{key}": value for key, value in extractor.features.state_dict().items()}, tmp_path / "vgg22.pth"
+    )
+    return {
+        "root": tmp_path,
+        "init": tmp_path / "pixel.safetensors",
+        "vgg": tmp_path / "vgg22.pth",
+        "train": tmp_path / "train",
+        "val": tmp_path / "val",
+        "out": tmp_path / "run",
+    }
 
 
 def _values(paths: dict[str, Path], **sections) -> dict:
     values = {
         "model": {"init": str(paths["init"])},
-        "data": {"train": str(paths["train"]), "patch_size": 32, "batch_size": 2, "cache": "memory",
-                 "workers": 0},
+        "data": {"train": str(paths["train"]), "patch_size": 32, "batch_size": 2, "cache": "memory", "workers": 0},
         "val": {"set": str(paths["val"]), "every": 2, "limit": 1},
         "optim": {"milestones": [3]},
         "train": {"steps": 4, "out": str(paths["out"]), "log_every": 2, "checkpoint_every": 2, "threads": 1},
-        "gan": {"content_layer": "vgg22", "vgg19_weights": str(paths["vgg"]), "discriminator_filters": 8,
-                "sample_every": 2},
+        "gan": {
+            "content_layer": "vgg22",
+            "vgg19_weights": str(paths["vgg"]),
+            "discriminator_filters": 8,
+            "sample_every": 2,
+        },
     }
     for section, options in sections.items():
         values.setdefault(section, {}).update(options)
@@ -73,12 +83,45 @@ def _values(paths: dict[str, Path], **sections) -> dict:
 
 
 def _cli_args(paths: dict[str, Path], *extra: str) -> list[str]:
-    return ["finetune", "--init", str(paths["init"]), "--data", str(paths["train"]), "--val", str(paths["val"]),
-            "--out", str(paths["out"]), "--vgg19-weights", str(paths["vgg"]), "--content-layer", "vgg22",
-            "--patch-size", "32", "--batch-size", "2", "--workers", "0", "--steps", "4", "--sample-every", "2",
-            "--no-progress", "--set", "data.cache=memory", "--set", "gan.discriminator_filters=8",
-            "--set", "train.log_every=2", "--set", "val.every=2", "--set", "train.threads=1",
-            "--set", "optim.milestones=[3]", *extra]
+    return [
+        "finetune",
+        "--init",
+        str(paths["init"]),
+        "--data",
+        str(paths["train"]),
+        "--val",
+        str(paths["val"]),
+        "--out",
+        str(paths["out"]),
+        "--vgg19-weights",
+        str(paths["vgg"]),
+        "--content-layer",
+        "vgg22",
+        "--patch-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--steps",
+        "4",
+        "--sample-every",
+        "2",
+        "--no-progress",
+        "--set",
+        "data.cache=memory",
+        "--set",
+        "gan.discriminator_filters=8",
+        "--set",
+        "train.log_every=2",
+        "--set",
+        "val.every=2",
+        "--set",
+        "train.threads=1",
+        "--set",
+        "optim.milestones=[3]",
+        *extra,
+    ]
 
 
 # --- configuration -----------------------------------------------------------
@@ -136,13 +179,20 @@ def test_cli_run_changes_the_generator_logs_both_networks_and_writes_samples(set
     train = [r for r in records if r["event"] == "train"]
     assert [r["step"] for r in train] == [2, 4]
     for record in train:
-        for key in ("content", "adversarial", "generator_loss", "discriminator_loss", "d_real", "d_fake", "lr",
-                    "psnr_rgb"):
+        for key in (
+            "content",
+            "adversarial",
+            "generator_loss",
+            "discriminator_loss",
+            "d_real",
+            "d_fake",
+            "lr",
+            "psnr_rgb",
+        ):
             assert math.isfinite(record[key]), key
         assert 0 < record["d_real"] < 1 and 0 < record["d_fake"] < 1
         # The generator's loss is content + 1e-3 x adversarial (no pixel term by default).
-        assert record["generator_loss"] == pytest.approx(record["content"] + 1e-3 * record["adversarial"],
-                                                         rel=1e-5)
+        assert record["generator_loss"] == pytest.approx(record["content"] + 1e-3 * record["adversarial"], rel=1e-5)
         assert "pixel_l1" not in record
     assert all(r["discriminator_loss"] > 0 for r in train)
     assert [r["lr"] for r in train] == [pytest.approx(1e-4), pytest.approx(1e-5)]  # milestone at step 3
@@ -159,12 +209,20 @@ def test_cli_run_changes_the_generator_logs_both_networks_and_writes_samples(set
 
 
 def test_pixel_term_is_added_and_logged(setup):
-    finetune(_values(setup, gan={"pixel_weight": 0.5, "pixel_loss": "mse", "sample_every": 0},
-                     train={"steps": 2}, val={"set": ""}), progress_bar=False)
+    finetune(
+        _values(
+            setup,
+            gan={"pixel_weight": 0.5, "pixel_loss": "mse", "sample_every": 0},
+            train={"steps": 2},
+            val={"set": ""},
+        ),
+        progress_bar=False,
+    )
     records = [json.loads(line) for line in (setup["out"] / "log.jsonl").read_text().splitlines()]
     record = next(r for r in records if r["event"] == "train")
     assert record["generator_loss"] == pytest.approx(
-        record["content"] + 1e-3 * record["adversarial"] + 0.5 * record["pixel_mse"], rel=1e-5)
+        record["content"] + 1e-3 * record["adversarial"] + 0.5 * record["pixel_mse"], rel=1e-5
+    )
     assert not (setup["out"] / "samples").exists()
 
 
@@ -201,8 +259,10 @@ def test_losses_and_samples_go_to_tensorboard_when_it_is_installed(setup, monkey
 
 
 def test_bf16_autocast_on_cpu_gives_finite_losses(setup):
-    result = finetune(_values(setup, train={"steps": 2, "precision": "bf16"}, val={"set": ""},
-                              gan={"sample_every": 0}), progress_bar=False)
+    result = finetune(
+        _values(setup, train={"steps": 2, "precision": "bf16"}, val={"set": ""}, gan={"sample_every": 0}),
+        progress_bar=False,
+    )
     records = [json.loads(line) for line in (setup["out"] / "log.jsonl").read_text().splitlines()]
     record = next(r for r in records if r["event"] == "train")
     assert result.step == 2 and all(math.isfinite(record[k]) for k in ("content", "discriminator_loss"))
@@ -218,8 +278,10 @@ def test_discriminator_steps_lower_its_loss_on_a_fixed_batch_and_leave_the_gener
     hr = hr.float() / 255
     lr = torch.nn.functional.avg_pool2d(hr, 2)
     sr = generator(lr)  # with a graph: the step must not back-propagate into the generator
-    losses = [float(discriminator_step(discriminator, update, hr, sr, "fp32", torch.device("cpu"))
-                    ["discriminator_loss"]) for _ in range(6)]
+    losses = [
+        float(discriminator_step(discriminator, update, hr, sr, "fp32", torch.device("cpu"))["discriminator_loss"])
+        for _ in range(6)
+    ]
     assert losses[-1] < losses[0] * 0.8, losses
     assert all(p.grad is None for p in generator.parameters())
 
@@ -258,8 +320,10 @@ def test_half_then_resume_equals_uninterrupted(setup):
 
 def test_a_pixel_training_checkpoint_is_not_resumed_as_gan(setup):
     setup["out"].mkdir()
-    torch.save({"format": "sisr-train-checkpoint", "format_version": 1, "model_spec": {}, "model": {}},
-               setup["out"] / "checkpoint.pt")
+    torch.save(
+        {"format": "sisr-train-checkpoint", "format_version": 1, "model_spec": {}, "model": {}},
+        setup["out"] / "checkpoint.pt",
+    )
     with pytest.raises(SisrError, match="pixel-training checkpoint"):
         finetune(_values(setup), progress_bar=False)
 
@@ -291,11 +355,17 @@ def test_vgg_weights_absent_offline_name_the_url_and_cache(setup, capsys, monkey
 def _rank_main(rank: int, world_size: int, port: int, values: dict, results: str) -> None:
     import os
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
+    )
     result = finetune(values, progress_bar=False)
-    torch.save({"generator": dict(result.model.named_parameters()),
-                "discriminator": dict(result.discriminator.named_parameters())}, Path(results) / f"rank{rank}.pt")
+    torch.save(
+        {
+            "generator": dict(result.model.named_parameters()),
+            "discriminator": dict(result.discriminator.named_parameters()),
+        },
+        Path(results) / f"rank{rank}.pt",
+    )
 
 
 @pytest.mark.slow
@@ -336,15 +406,20 @@ def test_sigterm_saves_both_networks_and_the_resumed_run_matches(setup):
     args = _cli_args(setup, "--val", "", "--sample-every", "0", "--set", "train.log_every=1")
 
     def start(steps: int) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-c", run_cli, *args, "--steps", str(steps)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-c", run_cli, *args, "--steps", str(steps)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     process = start(100000)
     log = setup["out"] / "log.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if log.is_file() and any(json.loads(line).get("step", 0) >= 2 for line in log.read_text().splitlines()
-                                 if line.strip()):
+        if log.is_file() and any(
+            json.loads(line).get("step", 0) >= 2 for line in log.read_text().splitlines() if line.strip()
+        ):
             break
         assert process.poll() is None, process.communicate()[0]
         time.sleep(0.05)
@@ -358,8 +433,10 @@ def test_sigterm_saves_both_networks_and_the_resumed_run_matches(setup):
     total = stopped_at + 2
     resumed = start(total)
     whole = {**setup, "out": setup["root"] / "whole"}
-    finetune(_values(whole, train={"steps": total, "log_every": 1}, val={"set": ""}, gan={"sample_every": 0}),
-             progress_bar=False)
+    finetune(
+        _values(whole, train={"steps": total, "log_every": 1}, val={"set": ""}, gan={"sample_every": 0}),
+        progress_bar=False,
+    )
     output, _ = resumed.communicate(timeout=120)
     assert resumed.returncode == 0 and f"resuming from step {stopped_at}" in output, output
     a, b = (torch.load(path / "checkpoint.pt", weights_only=True) for path in (whole["out"], setup["out"]))

@@ -71,8 +71,17 @@ def _srgb_profile() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
-@pytest.mark.parametrize("suffix,dtype", [(".png", np.uint8), (".png", np.uint16), (".jpg", np.uint8),
-                                          (".webp", np.uint8), (".tif", np.uint8), (".tif", np.uint16)])
+@pytest.mark.parametrize(
+    "suffix,dtype",
+    [
+        (".png", np.uint8),
+        (".png", np.uint16),
+        (".jpg", np.uint8),
+        (".webp", np.uint8),
+        (".tif", np.uint8),
+        (".tif", np.uint16),
+    ],
+)
 def test_a_colour_profile_is_written_where_the_format_holds_one(tmp_path: Path, suffix: str, dtype) -> None:
     from sisr.image_io import read_icc_profile
 
@@ -87,9 +96,16 @@ def test_a_colour_profile_is_written_where_the_format_holds_one(tmp_path: Path, 
     assert read_icc_profile(write_image(tmp_path / "profiled.bmp", image.astype(np.uint8), icc_profile=profile)) is None
 
 
-@pytest.mark.parametrize("orientation,turn", [(1, lambda a: a), (3, lambda a: np.rot90(a, 2)),
-                                              (6, lambda a: np.rot90(a, -1)), (8, lambda a: np.rot90(a, 1)),
-                                              (2, lambda a: a[:, ::-1])])
+@pytest.mark.parametrize(
+    "orientation,turn",
+    [
+        (1, lambda a: a),
+        (3, lambda a: np.rot90(a, 2)),
+        (6, lambda a: np.rot90(a, -1)),
+        (8, lambda a: np.rot90(a, 1)),
+        (2, lambda a: a[:, ::-1]),
+    ],
+)
 def test_exif_orientation_is_applied_as_viewers_do(tmp_path: Path, orientation: int, turn) -> None:
     """A phone photo stored sideways with an EXIF Orientation tag is read upright."""
     from PIL import Image

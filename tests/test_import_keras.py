@@ -170,14 +170,18 @@ def write_srresnet(model: torch.nn.Module, path: Path, epsilon: float | None = N
         out.add("p_re_lu", {"alpha": module.weight.detach().numpy().reshape(1, 1, -1).copy()})
 
     def batchnorm(module):
-        out.add("batch_normalization", {
-            "gamma": module.weight.detach().numpy().copy(),
-            "beta": module.bias.detach().numpy().copy(),
-            "moving_mean": module.running_mean.numpy().copy(),
-            # Keras divides by sqrt(var + epsilon), PyTorch by sqrt(var + 1e-5).
-            "moving_variance": (module.running_var.double().numpy() - keras_epsilon + TORCH_BN_EPSILON)
-            .astype(np.float32),
-        })
+        out.add(
+            "batch_normalization",
+            {
+                "gamma": module.weight.detach().numpy().copy(),
+                "beta": module.bias.detach().numpy().copy(),
+                "moving_mean": module.running_mean.numpy().copy(),
+                # Keras divides by sqrt(var + epsilon), PyTorch by sqrt(var + 1e-5).
+                "moving_variance": (module.running_var.double().numpy() - keras_epsilon + TORCH_BN_EPSILON).astype(
+                    np.float32
+                ),
+            },
+        )
 
     out.weightless("input")
     out.add("conv2d", conv_weights(model.head[0]))
@@ -199,8 +203,11 @@ def write_srresnet(model: torch.nn.Module, path: Path, epsilon: float | None = N
     out.add("conv2d", conv_weights(model.tail[0]))
     if epsilon is None:
         return out.save(path)
-    layers = [{"class_name": "BatchNormalization", "name": name, "config": {"name": name, "epsilon": epsilon}}
-              for name, _ in out.layers if name.startswith("batch_normalization")]
+    layers = [
+        {"class_name": "BatchNormalization", "name": name, "config": {"name": name, "epsilon": epsilon}}
+        for name, _ in out.layers
+        if name.startswith("batch_normalization")
+    ]
     return out.save(path, {"class_name": "Functional", "config": {"name": "srresnet", "layers": layers}})
 
 
@@ -325,8 +332,12 @@ def _keras_conv(x: np.ndarray, layer: h5py.Group, name: str, relu: bool = False)
     if f"{name}/g:0" in layer:
         norm = np.sqrt((kernel.astype(np.float64) ** 2).sum(axis=(0, 1, 2)))
         kernel = (kernel * layer[f"{name}/g:0"][()] / norm).astype(np.float32)
-    y = F.conv2d(torch.from_numpy(x.transpose(0, 3, 1, 2)), torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()),
-                 torch.from_numpy(layer[f"{name}/bias:0"][()]), padding=kernel.shape[0] // 2).numpy()
+    y = F.conv2d(
+        torch.from_numpy(x.transpose(0, 3, 1, 2)),
+        torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()),
+        torch.from_numpy(layer[f"{name}/bias:0"][()]),
+        padding=kernel.shape[0] // 2,
+    ).numpy()
     y = y.transpose(0, 2, 3, 1)
     return np.maximum(y, 0) if relu else y
 
@@ -400,8 +411,10 @@ def test_real_wdsr_b_file_is_read_as_wdsr_b_32_blocks(shared_dir, tmp_path):
     path = _keras_file(shared_dir, "wdsr-b-32-x4.h5")
     converted = convert(path, tmp_path / "wdsr.safetensors")
     model = load_model(converted)
-    assert model.sisr_spec == {"arch": "wdsr", "args": {
-        "scale": 4, "block": "b", "num_filters": 32, "num_blocks": 32, "expansion": 6, "linear": 0.8}}
+    assert model.sisr_spec == {
+        "arch": "wdsr",
+        "args": {"scale": 4, "block": "b", "num_filters": 32, "num_blocks": 32, "expansion": 6, "linear": 0.8},
+    }
     assert model.sisr_metadata["source_file"] == "wdsr-b-32-x4.h5"
     assert model.sisr_metadata["source_format"].startswith("keras-h5: WDSR-B (weight normalization)")
     with pytest.raises(SisrError, match="already exists"):
@@ -426,12 +439,15 @@ def set5_psnr(model: torch.nn.Module, benchmarks: Path) -> float:
 # Measured: wdsr-b-32 32.09 dB; plain conv 32 / 16 / 8 blocks 31.73 / 31.61 / 30.96 dB
 # (MATLAB bicubic: 28.42 dB).
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "minimum"), [
-    ("wdsr-b-32-x4.h5", 32.0),
-    ("plainconv-wdsr-b-32-x4.h5", 31.0),
-    ("plainconv-wdsr-b-16-x4.h5", 31.0),
-    ("plainconv-wdsr-b-8-x4.h5", 30.9),
-])
+@pytest.mark.parametrize(
+    ("name", "minimum"),
+    [
+        ("wdsr-b-32-x4.h5", 32.0),
+        ("plainconv-wdsr-b-32-x4.h5", 31.0),
+        ("plainconv-wdsr-b-16-x4.h5", 31.0),
+        ("plainconv-wdsr-b-8-x4.h5", 30.9),
+    ],
+)
 def test_real_keras_weights_score_on_set5_x4(shared_dir, benchmarks_dir, name, minimum):
     model = load_foreign(_keras_file(shared_dir, name))
     assert set5_psnr(model, benchmarks_dir) >= minimum

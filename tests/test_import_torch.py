@@ -58,8 +58,10 @@ def test_official_edsr_round_trip(tmp_path, scale):
     model = randomise(build_model("edsr", {"scale": scale, "num_filters": 8, "num_blocks": 3, "input_scale": 255.0}))
     torch.save(official_edsr_state(model), tmp_path / f"edsr_baseline_x{scale}.pt")
     imported = load_foreign(tmp_path / f"edsr_baseline_x{scale}.pt")
-    assert imported.sisr_spec == {"arch": "edsr", "args": {
-        "scale": scale, "num_filters": 8, "num_blocks": 3, "res_scale": 1.0, "input_scale": 255.0}}
+    assert imported.sisr_spec == {
+        "arch": "edsr",
+        "args": {"scale": scale, "num_filters": 8, "num_blocks": 3, "res_scale": 1.0, "input_scale": 255.0},
+    }
     assert max_difference(model, imported) < 1e-5
 
 
@@ -126,8 +128,7 @@ def test_basicsr_edsr_prefers_the_ema_weights(tmp_path):
     args = {"scale": 4, "num_filters": 8, "num_blocks": 2, "input_scale": 255.0}
     ema = randomise(build_model("edsr", args), seed=1)
     plain = randomise(build_model("edsr", args), seed=2)
-    torch.save({"params": basicsr_edsr_state(plain), "params_ema": basicsr_edsr_state(ema)},
-               tmp_path / "EDSR_Mx4.pth")
+    torch.save({"params": basicsr_edsr_state(plain), "params_ema": basicsr_edsr_state(ema)}, tmp_path / "EDSR_Mx4.pth")
     imported = load_foreign(tmp_path / "EDSR_Mx4.pth")
     assert imported.sisr_spec == {"arch": "edsr", "args": {**args, "res_scale": 1.0}}
     assert max_difference(ema, imported) < 1e-5
@@ -142,6 +143,7 @@ def test_basicsr_edsr_params_only(tmp_path):
 
 def basicsr_msrresnet_reference(state: dict[str, torch.Tensor], x: torch.Tensor, upscale: int) -> torch.Tensor:
     """BasicSR's MSRResNet.forward, restated with functional ops on its state dict."""
+
     def conv(name, t):
         return F.conv2d(t, state[f"{name}.weight"], state[f"{name}.bias"], padding=1)
 
@@ -237,8 +239,13 @@ def test_convert_records_provenance_and_fp16(tmp_path):
     torch.save(official_edsr_state(model), tmp_path / "edsr_baseline_x2.pt")
     from sisr.cli import convert as convert_command
 
-    assert run_cli(convert_command, ["convert", str(tmp_path / "edsr_baseline_x2.pt"), "-o",
-                                     str(tmp_path / "edsr.safetensors"), "--fp16"]) == 0
+    assert (
+        run_cli(
+            convert_command,
+            ["convert", str(tmp_path / "edsr_baseline_x2.pt"), "-o", str(tmp_path / "edsr.safetensors"), "--fp16"],
+        )
+        == 0
+    )
     from safetensors import safe_open
 
     with safe_open(str(tmp_path / "edsr.safetensors"), framework="pt") as handle:
@@ -249,8 +256,10 @@ def test_convert_records_provenance_and_fp16(tmp_path):
     assert len(metadata["source_sha256"]) == 64
     assert max_difference(model, load_model(tmp_path / "edsr.safetensors")) < 1e-2  # float16 weights
     with pytest.raises(SisrError, match="already exists"):
-        run_cli(convert_command, ["convert", str(tmp_path / "edsr_baseline_x2.pt"), "-o",
-                                  str(tmp_path / "edsr.safetensors")])
+        run_cli(
+            convert_command,
+            ["convert", str(tmp_path / "edsr_baseline_x2.pt"), "-o", str(tmp_path / "edsr.safetensors")],
+        )
 
 
 def test_convert_round_trips_exactly_in_float32(tmp_path):

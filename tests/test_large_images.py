@@ -112,8 +112,24 @@ def test_cli_streams_tiff_when_asked_and_refuses_other_formats(tmp_path, capsys)
     weights = save_model(create_model("edsr-baseline-x2", num_blocks=1, num_filters=8), tmp_path / "tiny.safetensors")
     image = photo(90, 70)
     write_image(tmp_path / "in.png", image)
-    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.tif"), "--model", str(weights),
-                 "--tile", "32", "--stream", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.png"),
+                "-o",
+                str(tmp_path / "out.tif"),
+                "--model",
+                str(weights),
+                "--tile",
+                "32",
+                "--stream",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     with tifffile.TiffFile(tmp_path / "out.tif") as tiff:
         assert tiff.pages[0].is_tiled
         streamed = tiff.asarray()
@@ -121,8 +137,19 @@ def test_cli_streams_tiff_when_asked_and_refuses_other_formats(tmp_path, capsys)
 
     expected = upscale(resolve_model(str(weights)), image, tile=32, device="cpu")
     np.testing.assert_array_equal(streamed, expected)
-    status = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--model", str(weights),
-                   "--stream", "--device", "cpu"])
+    status = main(
+        [
+            "upscale",
+            str(tmp_path / "in.png"),
+            "-o",
+            str(tmp_path / "out.png"),
+            "--model",
+            str(weights),
+            "--stream",
+            "--device",
+            "cpu",
+        ]
+    )
     assert status == 1 and "--stream writes tiled TIFF only" in capsys.readouterr().err
 
 
@@ -131,13 +158,43 @@ def test_cli_streams_large_tiff_outputs_without_being_asked(tmp_path, monkeypatc
 
     write_image(tmp_path / "in.png", photo(30, 40))
     monkeypatch.setattr(streaming, "STREAM_BYTES", 30 * 2 * 40 * 2 * 3 - 1)  # one byte less than the output
-    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.tif"), "--model", "bicubic",
-                 "--scale", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.png"),
+                "-o",
+                str(tmp_path / "out.tif"),
+                "--model",
+                "bicubic",
+                "--scale",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     with tifffile.TiffFile(tmp_path / "out.tif") as tiff:
         assert tiff.pages[0].is_tiled
     monkeypatch.setattr(streaming, "STREAM_BYTES", 30 * 2 * 40 * 2 * 3)
-    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "small.tif"), "--model", "bicubic",
-                 "--scale", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.png"),
+                "-o",
+                str(tmp_path / "small.tif"),
+                "--model",
+                "bicubic",
+                "--scale",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     with tifffile.TiffFile(tmp_path / "small.tif") as tiff:
         assert not tiff.pages[0].is_tiled  # written whole, by Pillow
 
@@ -151,8 +208,22 @@ def test_cli_self_ensemble_is_the_mean_of_eight_passes(tmp_path):
     weights = save_model(model, tmp_path / "tiny.safetensors")
     image = photo(12, 15)
     write_image(tmp_path / "in.png", image)
-    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "plus.png"), "--model", str(weights),
-                 "--self-ensemble", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.png"),
+                "-o",
+                str(tmp_path / "plus.png"),
+                "--model",
+                str(weights),
+                "--self-ensemble",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     expected = upscale(SelfEnsemble(model.eval()), image, device="cpu")
     plain = upscale(model, image, device="cpu")
     result = read_image(tmp_path / "plus.png")

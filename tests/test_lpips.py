@@ -12,19 +12,19 @@ import math
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 import torch
-from httpserver import serve_directory
-# The fine-tuning fixture (tiny generator, images, random VGG19) is test_finetune's.
-from test_finetune import _values, setup  # noqa: F401
 from torch.nn import functional as F
 
+from httpserver import serve_directory
 from sisr import lpips as lpips_module
 from sisr.data.download import Resource
 from sisr.errors import SisrError
 from sisr.lpips import LPIPS, find_lpips_weights, lpips_weights_available
 from sisr.train import finetune
+
+# The fine-tuning fixture (tiny generator, images, random VGG19) is test_finetune's.
+from test_finetune import _values, setup  # noqa: F401
 
 # torchvision's vgg16().features: convolution indices per block, written out by hand.
 CONV_INDICES_PER_BLOCK = [[0, 2], [5, 7], [10, 12, 14], [17, 19, 21], [24, 26, 28]]
@@ -51,8 +51,10 @@ def vgg16_layout_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 def lin_layout_state_dict(seed: int = 1) -> dict[str, torch.Tensor]:
     """Non-negative random 1x1 weights keyed as the lpips package's weights/v0.1/vgg.pth."""
     generator = torch.Generator().manual_seed(seed)
-    return {f"lin{k}.model.1.weight": 0.2 * torch.rand(1, channels, 1, 1, generator=generator)  # like the real ones
-            for k, channels in enumerate(CHANNELS_PER_BLOCK)}
+    return {
+        f"lin{k}.model.1.weight": 0.2 * torch.rand(1, channels, 1, 1, generator=generator)  # like the real ones
+        for k, channels in enumerate(CHANNELS_PER_BLOCK)
+    }
 
 
 def reference_lpips(x: torch.Tensor, y: torch.Tensor, vgg: dict, lins: dict) -> torch.Tensor:
@@ -229,10 +231,12 @@ def test_downloads_only_when_asked(isolated_cache, weight_files, monkeypatch, tm
     (site / "vgg.pth").write_bytes(lin_path.read_bytes())
     digest = hashlib.sha256(vgg_path.read_bytes()).hexdigest()
     with serve_directory(site) as server:
-        monkeypatch.setattr(lpips_module, "VGG16_WEIGHTS",
-                            Resource(server.url("vgg16.pth"), digest, "vgg16-397923af.pth"))
-        monkeypatch.setattr(lpips_module, "LPIPS_LIN_WEIGHTS",
-                            Resource(server.url("vgg.pth"), None, "lpips-vgg-v0.1.pth"))
+        monkeypatch.setattr(
+            lpips_module, "VGG16_WEIGHTS", Resource(server.url("vgg16.pth"), digest, "vgg16-397923af.pth")
+        )
+        monkeypatch.setattr(
+            lpips_module, "LPIPS_LIN_WEIGHTS", Resource(server.url("vgg.pth"), None, "lpips-vgg-v0.1.pth")
+        )
         with pytest.raises(SisrError, match="downloading is off"):
             LPIPS.pretrained()
         metric = LPIPS.pretrained(download=True)
@@ -265,8 +269,9 @@ def test_validation_lpips_is_the_mean_over_the_set_of_rounded_outputs(metric):
 def test_finetune_logs_val_lpips_only_when_the_weights_are_given(setup, weight_files, isolated_cache, caplog):
     caplog.set_level("INFO", logger="sisr")
     vgg_path, lin_path, _, _ = weight_files
-    finetune(_values(setup, gan={"lpips_vgg16_weights": str(vgg_path), "lpips_weights": str(lin_path)}),
-             progress_bar=False)
+    finetune(
+        _values(setup, gan={"lpips_vgg16_weights": str(vgg_path), "lpips_weights": str(lin_path)}), progress_bar=False
+    )
     records = [json.loads(line) for line in (setup["out"] / "log.jsonl").read_text().splitlines()]
     assert records[0]["event"] == "start" and records[0]["lpips"] is True
     lpips_records = [r for r in records if r["event"] == "val_lpips"]

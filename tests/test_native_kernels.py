@@ -14,8 +14,10 @@ from torch.nn import functional as F
 from sisr.inference import native
 
 SUPPORTED = (
-    sys.platform.startswith("linux") and platform.machine() == "x86_64"
-    and {"avx2", "fma"} <= native.cpu_flags() and "avx512f" not in native.cpu_flags()
+    sys.platform.startswith("linux")
+    and platform.machine() == "x86_64"
+    and {"avx2", "fma"} <= native.cpu_flags()
+    and "avx512f" not in native.cpu_flags()
     and shutil.which("cc") is not None
 )
 
@@ -35,8 +37,13 @@ def kernels(fresh_library):
     return native.library()
 
 
-def reference_pair(pixels: torch.Tensor, expand: torch.Tensor, expand_bias: torch.Tensor, reduce: torch.Tensor,
-                   reduce_bias: torch.Tensor) -> torch.Tensor:
+def reference_pair(
+    pixels: torch.Tensor,
+    expand: torch.Tensor,
+    expand_bias: torch.Tensor,
+    reduce: torch.Tensor,
+    reduce_bias: torch.Tensor,
+) -> torch.Tensor:
     """The pair as two 1x1 convolutions in float64: an independent reference."""
     image = pixels.double().t().reshape(1, pixels.shape[1], 1, -1)
     hidden = F.relu(F.conv2d(image, expand.double().t()[:, :, None, None], expand_bias.double()))
@@ -115,8 +122,9 @@ def test_pair_rejects_wrong_tensors(kernels) -> None:
     with pytest.raises(ValueError, match="together"):
         native.wdsr_pair(torch.randn(10, 32), packed, torch.empty(10, 25), skip=torch.randn(10, 32))
     with pytest.raises(ValueError, match="skip"):
-        native.wdsr_pair(torch.randn(10, 32), packed, torch.empty(10, 25), skip=torch.randn(10, 16),
-                         summed=torch.empty(10, 32))
+        native.wdsr_pair(
+            torch.randn(10, 32), packed, torch.empty(10, 25), skip=torch.randn(10, 16), summed=torch.empty(10, 32)
+        )
 
 
 def test_network_same_with_and_without_kernels(kernels, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,21 +152,26 @@ def test_network_same_with_and_without_kernels(kernels, monkeypatch: pytest.Monk
     torch.testing.assert_close(fast, plain, rtol=0, atol=2e-5)
 
 
-def test_switched_off_by_environment(fresh_library, monkeypatch: pytest.MonkeyPatch,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_switched_off_by_environment(
+    fresh_library, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("SISR_NATIVE_KERNELS", "0")
     with caplog.at_level("INFO", logger="sisr"):
         assert native.library() is None
     assert "not used" not in caplog.text  # asked for: no line on every run (DEBUG only)
     assert native.unavailable_reason() == "SISR_NATIVE_KERNELS=0"
     with pytest.raises(RuntimeError, match="SISR_NATIVE_KERNELS=0"):
-        native.wdsr_pair(torch.randn(3, 32), native.pack_pair(
-            torch.randn(32, 192), torch.zeros(192), torch.randn(192, 25), torch.zeros(25)), torch.empty(3, 25))
+        native.wdsr_pair(
+            torch.randn(3, 32),
+            native.pack_pair(torch.randn(32, 192), torch.zeros(192), torch.randn(192, 25), torch.zeros(25)),
+            torch.empty(3, 25),
+        )
 
 
 @pytest.mark.skipif(not SUPPORTED, reason="needs x86-64 Linux with AVX2/FMA (no AVX-512) and a C compiler")
-def test_failed_compile_falls_back(fresh_library, monkeypatch: pytest.MonkeyPatch, tmp_path,
-                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_failed_compile_falls_back(
+    fresh_library, monkeypatch: pytest.MonkeyPatch, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("SISR_CACHE", str(tmp_path))  # nothing built yet
     broken = tmp_path / "broken-cc"
     broken.write_text("#!/bin/sh\necho 'cc: internal error' >&2\nexit 1\n")
@@ -187,8 +200,9 @@ def test_built_once_and_cached(fresh_library, monkeypatch: pytest.MonkeyPatch, t
     assert not any("-o" in args for args in runs)  # the compiler was asked its version, not to build
 
 
-@pytest.mark.parametrize("batch, channels, rows, width", [(1, 64, 34, 1024), (2, 8, 3, 1), (1, 16, 5, 2),
-                                                          (1, 64, 7, 6), (3, 24, 4, 9)])
+@pytest.mark.parametrize(
+    "batch, channels, rows, width", [(1, 64, 34, 1024), (2, 8, 3, 1), (1, 16, 5, 2), (1, 64, 7, 6), (3, 24, 4, 9)]
+)
 def test_narrow_conv_matches_torch(kernels, batch: int, channels: int, rows: int, width: int) -> None:
     generator = torch.Generator().manual_seed(rows * width)
     x = torch.randn(batch, channels, rows, width, generator=generator)

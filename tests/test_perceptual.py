@@ -39,8 +39,9 @@ def test_generator_loss_is_the_mean_of_log_1_plus_exp_minus_x():
 
 def test_discriminator_loss_sums_the_real_and_the_fake_term():
     real, fake = [2.0, -1.0, 0.3], [-2.5, 1.5, 0.0]
-    expected = (sum(math.log(1 + math.exp(-x)) for x in real) / len(real)
-                + sum(math.log(1 + math.exp(x)) for x in fake) / len(fake))
+    expected = sum(math.log(1 + math.exp(-x)) for x in real) / len(real) + sum(
+        math.log(1 + math.exp(x)) for x in fake
+    ) / len(fake)
     actual = discriminator_loss(torch.tensor(real).view(-1, 1), torch.tensor(fake).view(-1, 1))
     assert actual.item() == pytest.approx(expected, rel=1e-6)
 
@@ -56,7 +57,7 @@ def test_huge_logits_give_finite_losses_and_gradients(logit):
     real = torch.tensor([[-logit]], requires_grad=True)
     generator = generator_adversarial_loss(fake)
     discriminator = discriminator_loss(real, fake)
-    assert generator.item() == pytest.approx(softplus(-logit), abs=1e-5)   # 100 or 0
+    assert generator.item() == pytest.approx(softplus(-logit), abs=1e-5)  # 100 or 0
     assert discriminator.item() == pytest.approx(softplus(logit) + softplus(logit), abs=1e-5)  # 200 or 0
     (generator + discriminator).backward()
     assert torch.isfinite(fake.grad).all() and torch.isfinite(real.grad).all()
@@ -165,8 +166,9 @@ def test_srgan_total_is_content_plus_a_thousandth_of_adversarial():
 def test_the_optional_pixel_term_is_weighted_and_reported(pixel_loss, pixel):
     sr, hr = torch.full((1, 3, 2, 2), 0.25), torch.full((1, 3, 2, 2), 0.5)
     logits = torch.zeros(1, 1)
-    loss = PerceptualLoss(ContentLoss(extractor=ChannelSum()), adversarial_weight=5e-3, pixel_weight=1e-2,
-                          pixel_loss=pixel_loss)
+    loss = PerceptualLoss(
+        ContentLoss(extractor=ChannelSum()), adversarial_weight=5e-3, pixel_weight=1e-2, pixel_loss=pixel_loss
+    )
     total, parts = loss(sr, hr, logits)
     content = (0.75 / 12.75) ** 2
     assert parts[f"pixel_{pixel_loss}"].item() == pytest.approx(pixel)

@@ -42,8 +42,7 @@ def tiny_config(tmp_path: Path, **sections) -> dict:
         "model": {"preset": "edsr-baseline-x2", "args": {"num_blocks": 1, "num_filters": 8}},
         "data": {"train": str(data), "patch_size": 16, "batch_size": 4, "cache": "memory", "workers": 0},
         "val": {"set": str(val), "every": 3, "limit": 2},
-        "train": {"steps": 6, "out": str(tmp_path / "run"), "log_every": 2, "checkpoint_every": 3,
-                  "threads": 0},
+        "train": {"steps": 6, "out": str(tmp_path / "run"), "log_every": 2, "checkpoint_every": 3, "threads": 0},
     }
     for section, options in sections.items():
         values.setdefault(section, {}).update(options)
@@ -53,24 +52,37 @@ def tiny_config(tmp_path: Path, **sections) -> dict:
 # --- configuration -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("preset, loss, lr, milestones, steps", [
-    ("edsr-baseline-x4", "l1", 1e-4, [200000], 300000),
-    ("wdsr-b-32-x4", "l1", 1e-3, [200000], 300000),
-    ("srresnet-x4", "mse", 1e-4, [], 1000000),
-])
+@pytest.mark.parametrize(
+    "preset, loss, lr, milestones, steps",
+    [
+        ("edsr-baseline-x4", "l1", 1e-4, [200000], 300000),
+        ("wdsr-b-32-x4", "l1", 1e-3, [200000], 300000),
+        ("srresnet-x4", "mse", 1e-4, [], 1000000),
+    ],
+)
 def test_defaults_follow_the_papers(preset, loss, lr, milestones, steps):
     config = load_config(values={"model": {"preset": preset}})
-    assert (config.train.loss, config.optim.lr, config.optim.milestones, config.train.steps) == \
-        (loss, lr, milestones, steps)
+    assert (config.train.loss, config.optim.lr, config.optim.milestones, config.train.steps) == (
+        loss,
+        lr,
+        milestones,
+        steps,
+    )
     assert config.optim.gamma == 0.5 and config.data.batch_size == 16 and config.optim.name == "adam"
     assert config.out_dir == Path("runs") / preset
 
 
 # Fine-tuning presets (with a [gan] section, for `sisr finetune`) are checked in test_finetune.py, the
 # recipes of the bundled networks (default-x*.toml) in test_bundled.py.
-@pytest.mark.parametrize("path", sorted(p for p in (REPO / "configs").glob("*.toml")
-                                        if "\n[gan]" not in p.read_text() and not p.name.startswith("default-")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p
+        for p in (REPO / "configs").glob("*.toml")
+        if "\n[gan]" not in p.read_text() and not p.name.startswith("default-")
+    ),
+    ids=lambda p: p.name,
+)
 def test_preset_config_files_spell_out_the_defaults(path):
     config = load_config(path)
     defaults = load_config(values={"model": {"preset": config.model.preset}}).to_dict()
@@ -83,9 +95,18 @@ def test_preset_config_files_spell_out_the_defaults(path):
 def test_layers_file_then_values_then_overrides(tmp_path):
     file = tmp_path / "run.toml"
     file.write_text('[model]\npreset = "wdsr-b-16-x2"\n[optim]\nlr = 3e-4\n[train]\nsteps = 50\n')
-    config = load_config(file, values={"train": {"steps": 70}, "data": {"train": "pics"}},
-                         overrides=["optim.lr=2e-4", "data.train=/data/my photos", "model.args={num_blocks = 4}",
-                                    "optim.milestones=[10, 20]", "train.ema=0.999", "data.augment=false"])
+    config = load_config(
+        file,
+        values={"train": {"steps": 70}, "data": {"train": "pics"}},
+        overrides=[
+            "optim.lr=2e-4",
+            "data.train=/data/my photos",
+            "model.args={num_blocks = 4}",
+            "optim.milestones=[10, 20]",
+            "train.ema=0.999",
+            "data.augment=false",
+        ],
+    )
     assert config.model.preset == "wdsr-b-16-x2"
     assert config.optim.lr == 2e-4 and config.train.steps == 70
     assert config.data.train == "/data/my photos" and config.model.args == {"num_blocks": 4}
@@ -109,7 +130,7 @@ def test_unknown_options_and_wrong_types_name_the_key():
 
 
 def test_configuration_round_trips_through_toml(tmp_path):
-    config = load_config(overrides=["model.args={num_blocks = 4}", "data.train=a \"quoted\" path"])
+    config = load_config(overrides=["model.args={num_blocks = 4}", 'data.train=a "quoted" path'])
     path = tmp_path / "config.toml"
     path.write_text(config.to_toml())
     assert load_config(path).to_dict() == config.to_dict()
@@ -188,8 +209,11 @@ def test_div2k_from_the_data_root_trains_and_validates(tmp_path):
             hr = _smooth_image(32, 40, number)
             write_image(root / f"DIV2K_{subset}_HR" / f"{number:04d}.png", hr)
             write_image(root / f"DIV2K_{subset}_LR_unknown" / "X2" / f"{number:04d}x2.png", hr[::2, ::2])
-    config = tiny_config(tmp_path, data={"train": "div2k", "downgrade": "unknown", "root": str(root),
-                                         "download": False}, val={"set": "DIV2K-valid", "limit": 0})
+    config = tiny_config(
+        tmp_path,
+        data={"train": "div2k", "downgrade": "unknown", "root": str(root), "download": False},
+        val={"set": "DIV2K-valid", "limit": 0},
+    )
     result = train(config, progress_bar=False)
     assert result.validation_set == "DIV2K-valid (unknown)" and result.best_psnr > 0
     start = _records(result.log_file)[0]
@@ -213,8 +237,10 @@ def test_bf16_autocast_gradient_clipping_and_progress_bar_on_cpu(tmp_path, capsy
         return clip(parameters, max_norm)
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
-    result = train(tiny_config(tmp_path, train={"precision": "bf16", "steps": 2},
-                               optim={"grad_clip": 0.01}, val={"set": ""}), progress_bar=True)
+    result = train(
+        tiny_config(tmp_path, train={"precision": "bf16", "steps": 2}, optim={"grad_clip": 0.01}, val={"set": ""}),
+        progress_bar=True,
+    )
     assert result.step == 2 and result.best_psnr is None and result.last_weights.is_file()
     assert "2/2" in capsys.readouterr().err  # the tqdm bar
     assert clipped == [0.01, 0.01]
@@ -259,9 +285,14 @@ def test_initial_weights_of_another_scale_start_everything_but_the_upsampler(tmp
 
     x2 = create_model("wdsr-b-16-x2", num_blocks=1, num_filters=8)
     x2_file = save_model(x2, tmp_path / "x2.safetensors")
-    config = tiny_config(tmp_path, model={"preset": "wdsr-b-16-x4", "args": {"num_blocks": 1, "num_filters": 8},
-                                          "init": str(x2_file)},
-                         data={"patch_size": 16}, train={"steps": 1}, optim={"lr": 1e-12}, val={"set": ""})
+    config = tiny_config(
+        tmp_path,
+        model={"preset": "wdsr-b-16-x4", "args": {"num_blocks": 1, "num_filters": 8}, "init": str(x2_file)},
+        data={"patch_size": 16},
+        train={"steps": 1},
+        optim={"lr": 1e-12},
+        val={"set": ""},
+    )
     with caplog.at_level("INFO", logger="sisr"):
         train(config, progress_bar=False)
     x4 = load_model(tmp_path / "run" / "last.safetensors")
@@ -320,7 +351,9 @@ def test_scale_mismatch_between_data_and_model(tmp_path):
 def test_a_checkpoint_of_another_architecture_is_refused(tmp_path):
     train(tiny_config(tmp_path, train={"steps": 1}, val={"set": ""}), progress_bar=False)
     other = tiny_config(tmp_path, model={"preset": "wdsr-b-16-x2", "args": {"num_blocks": 1}})
-    with pytest.raises(SisrError, match=r"checkpoint.pt: the checkpoint is of edsr .* but the configuration builds wdsr"):
+    with pytest.raises(
+        SisrError, match=r"checkpoint.pt: the checkpoint is of edsr .* but the configuration builds wdsr"
+    ):
         train(other, progress_bar=False)
     assert train(other, fresh=True, progress_bar=False).step == 6  # --fresh starts over
 
@@ -347,8 +380,7 @@ def test_a_cuda_config_without_cuda_says_how_to_run_on_the_cpu(tmp_path):
 
 
 def test_cli_prints_the_resolved_configuration(capsys):
-    assert main(["train", "--model", "wdsr-b-16-x2", "--steps", "123", "--set", "optim.lr=5e-4",
-                 "--print-config"]) == 0
+    assert main(["train", "--model", "wdsr-b-16-x2", "--steps", "123", "--set", "optim.lr=5e-4", "--print-config"]) == 0
     printed = capsys.readouterr().out
     assert 'preset = "wdsr-b-16-x2"' in printed and "steps = 123" in printed and "lr = 0.0005" in printed
 
@@ -372,8 +404,14 @@ def test_a_short_cpu_run_beats_bicubic_on_set5(shared_dir, tmp_path):
 
     config = {
         "model": {"preset": "wdsr-b-16-x2", "args": {"num_blocks": 2}},
-        "data": {"train": str(shared_dir / "data" / "train" / "T91"), "limit": 16, "patch_size": 48,
-                 "batch_size": 16, "cache": "memory", "workers": 1},
+        "data": {
+            "train": str(shared_dir / "data" / "train" / "T91"),
+            "limit": 16,
+            "patch_size": 48,
+            "batch_size": 16,
+            "cache": "memory",
+            "workers": 1,
+        },
         "val": {"set": ""},
         "train": {"steps": 200, "out": str(tmp_path / "run"), "log_every": 50},
     }

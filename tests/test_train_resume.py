@@ -33,24 +33,44 @@ def _write_config(tmp_path: Path) -> Path:
         hr = np.repeat(np.repeat(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8), 4, 0), 4, 1)
         write_image(tmp_path / "hr" / f"{index}.png", hr)
         write_image(tmp_path / "lr" / f"{index}x2.png", hr[::2, ::2])
-    config = load_config(values={
-        "model": {"preset": "wdsr-b-16-x2", "args": {"num_blocks": 1}},
-        "data": {"train": str(tmp_path / "hr"), "train_lr": str(tmp_path / "lr"), "patch_size": 16,
-                 "batch_size": 3, "workers": 1, "cache": "disk", "cache_dir": str(tmp_path / "cache")},
-        "val": {"set": ""},
-        "optim": {"milestones": [6]},
-        "train": {"ema": 0.9, "threads": 1, "log_every": 1},
-    })
+    config = load_config(
+        values={
+            "model": {"preset": "wdsr-b-16-x2", "args": {"num_blocks": 1}},
+            "data": {
+                "train": str(tmp_path / "hr"),
+                "train_lr": str(tmp_path / "lr"),
+                "patch_size": 16,
+                "batch_size": 3,
+                "workers": 1,
+                "cache": "disk",
+                "cache_dir": str(tmp_path / "cache"),
+            },
+            "val": {"set": ""},
+            "optim": {"milestones": [6]},
+            "train": {"ema": 0.9, "threads": 1, "log_every": 1},
+        }
+    )
     path = tmp_path / "tiny.toml"
     path.write_text(config.to_toml())
     return path
 
 
 def _start(config: Path, out: Path, steps: int, new_session: bool = False) -> subprocess.Popen:
-    command = [sys.executable, "-c", RUN_CLI, "train", str(config), "--out", str(out), "--steps", str(steps),
-               "--no-progress"]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=new_session)
+    command = [
+        sys.executable,
+        "-c",
+        RUN_CLI,
+        "train",
+        str(config),
+        "--out",
+        str(out),
+        "--steps",
+        str(steps),
+        "--no-progress",
+    ]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=new_session
+    )
 
 
 def _finish(process: subprocess.Popen, expected_rc: int = 0) -> str:
@@ -97,8 +117,9 @@ def test_half_then_resume_in_another_process_equals_uninterrupted(tmp_path):
 def _wait_for_step(process: subprocess.Popen, log: Path, step: int) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if log.is_file() and any(json.loads(line).get("step", 0) >= step for line in log.read_text().splitlines()
-                                 if line.strip()):
+        if log.is_file() and any(
+            json.loads(line).get("step", 0) >= step for line in log.read_text().splitlines() if line.strip()
+        ):
             return
         assert process.poll() is None, process.communicate()[0]
         time.sleep(0.05)
@@ -142,8 +163,8 @@ def test_sigterm_saves_a_checkpoint_and_the_resumed_run_matches(tmp_path):
 def test_a_resumed_run_does_not_need_its_init_weights_any_more(tmp_path):
     """The checkpoint holds the weights: a run continued on another machine, or after the init file was
     moved, resumes instead of stopping at the missing `model.init`."""
-    from sisr.weights import save_model
     from sisr.models import create_model
+    from sisr.weights import save_model
 
     init = tmp_path / "start.safetensors"
     save_model(create_model("wdsr-b-16-x2", num_blocks=1), init)

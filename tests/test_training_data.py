@@ -65,7 +65,10 @@ def test_pairs_match_plain_and_scale_tagged_names(tmp_path):
     write_image(tmp_path / "lr" / "box2x2.png", _noise(4, 4, 0))  # a name ending in a digit
     pairs = paired_folders(tmp_path / "hr", tmp_path / "lr", 2)
     assert {pair.name: pair.lr_path.name for pair in pairs} == {
-        "0001": "0001x2.png", "0002": "0002.png", "box2": "box2x2.png"}
+        "0001": "0001x2.png",
+        "0002": "0002.png",
+        "box2": "box2x2.png",
+    }
 
 
 def test_every_missing_partner_is_listed_in_one_error(tmp_path):
@@ -192,7 +195,7 @@ def test_a_patch_is_the_planned_crop():
     samples = PatchSamples(images, 4, seed=0, augment=False)
     plan = samples.plan(5)
     lr, hr = samples[5]
-    expected = image[plan.top: plan.top + 2, plan.left: plan.left + 2].transpose(2, 0, 1)
+    expected = image[plan.top : plan.top + 2, plan.left : plan.left + 2].transpose(2, 0, 1)
     np.testing.assert_array_equal(lr.numpy(), expected)
 
 
@@ -228,7 +231,7 @@ def test_ranks_share_out_each_global_batch():
     single = take(StepSampler(10, 4), 12)  # three global batches of 4
     rank0, rank1 = take(StepSampler(10, 2, 0, 2), 6), take(StepSampler(10, 2, 1, 2), 6)
     for k in range(3):
-        assert single[4 * k: 4 * k + 4] == rank0[2 * k: 2 * k + 2] + rank1[2 * k: 2 * k + 2]
+        assert single[4 * k : 4 * k + 4] == rank0[2 * k : 2 * k + 2] + rank1[2 * k : 2 * k + 2]
 
 
 def test_loader_resumes_where_it_stopped_and_workers_change_nothing(tmp_path):

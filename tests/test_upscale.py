@@ -130,7 +130,7 @@ def test_tensor_batches_stay_float_tensors(network):
     result = upscale(network, batch, device="cpu")
     assert isinstance(result, torch.Tensor)
     assert result.dtype == torch.float32 and result.shape == (3, 3, 20, 24)
-    assert 0.0 <= result.min() and result.max() <= 1.0
+    assert result.min() >= 0.0 and result.max() <= 1.0
     # Each image of the batch is what it would be alone.
     torch.testing.assert_close(result[1:2], upscale(network, batch[1:2], device="cpu"), rtol=0, atol=1e-5)
     with torch.no_grad():
@@ -342,8 +342,11 @@ def test_wdsr_output_fold_survives_preparing_again():
     assert isinstance(fast.folded_output, FoldedWdsrOutput)
     with torch.inference_mode():
         reference = model(x)
-        for again in (prepare_model(fast, "fp32", "cpu"), prepare_model(fast, "fp32", "cpu", fuse=False),
-                      prepare_model(prepare_model(model, "fp32", "cpu", fuse=False), "fp32", "cpu")):
+        for again in (
+            prepare_model(fast, "fp32", "cpu"),
+            prepare_model(fast, "fp32", "cpu", fuse=False),
+            prepare_model(prepare_model(model, "fp32", "cpu", fuse=False), "fp32", "cpu"),
+        ):
             torch.testing.assert_close(again(x), reference, rtol=0, atol=2e-5)
 
 
@@ -395,14 +398,16 @@ def test_self_ensemble_of_a_fused_model_is_the_mean_of_eight_passes():
     with torch.inference_mode():
         outputs = [
             model(torch.rot90(x, k, (2, 3)) if not flip else torch.rot90(x.flip(3), k, (2, 3)))
-            for flip in (False, True) for k in range(4)
+            for flip in (False, True)
+            for k in range(4)
         ]
         undone = [
             torch.rot90(out, -k, (2, 3)) if not flip else torch.rot90(out, -k, (2, 3)).flip(3)
             for (flip, k), out in zip([(f, k) for f in (False, True) for k in range(4)], outputs)
         ]
-        torch.testing.assert_close(ensemble(x.contiguous(memory_format=torch.channels_last)),
-                                   torch.stack(undone).mean(0), rtol=0, atol=2e-5)
+        torch.testing.assert_close(
+            ensemble(x.contiguous(memory_format=torch.channels_last)), torch.stack(undone).mean(0), rtol=0, atol=2e-5
+        )
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_warns(network, monkeypatch, caplog):

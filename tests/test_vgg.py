@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from httpserver import closed_port_url, serve_directory
 from torch import nn
 from torch.nn import functional as F
 
+from httpserver import closed_port_url, serve_directory
 from sisr.data.download import Resource
 from sisr.errors import SisrError
 from sisr.models import vgg
@@ -98,19 +98,37 @@ def shallow_weights(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
 
 
 def test_layer_indices_are_torchvisions():
-    expected = {"conv1_1": 0, "relu1_1": 1, "pool1": 4, "relu2_1": 6, "conv2_2": 7, "relu2_2": 8, "pool2": 9,
-                "relu3_1": 11, "conv3_4": 16, "pool3": 18, "relu4_1": 20, "pool4": 27, "relu5_1": 29,
-                "conv5_4": 34, "relu5_4": 35, "pool5": 36}
+    expected = {
+        "conv1_1": 0,
+        "relu1_1": 1,
+        "pool1": 4,
+        "relu2_1": 6,
+        "conv2_2": 7,
+        "relu2_2": 8,
+        "pool2": 9,
+        "relu3_1": 11,
+        "conv3_4": 16,
+        "pool3": 18,
+        "relu4_1": 20,
+        "pool4": 27,
+        "relu5_1": 29,
+        "conv5_4": 34,
+        "relu5_4": 35,
+        "pool5": 36,
+    }
     assert {name: VGG19_LAYER_INDICES[name] for name in expected} == expected
     assert len(VGG19_LAYER_INDICES) == 37  # torchvision's vgg19().features has 37 modules
 
 
-@pytest.mark.parametrize("layer, before_activation, index, last_type, channels", [
-    ("vgg22", False, 8, nn.ReLU, 128),
-    ("vgg22", True, 7, nn.Conv2d, 128),
-    ("vgg54", False, 35, nn.ReLU, 512),
-    ("vgg54", True, 34, nn.Conv2d, 512),
-])
+@pytest.mark.parametrize(
+    "layer, before_activation, index, last_type, channels",
+    [
+        ("vgg22", False, 8, nn.ReLU, 128),
+        ("vgg22", True, 7, nn.Conv2d, 128),
+        ("vgg54", False, 35, nn.ReLU, 512),
+        ("vgg54", True, 34, nn.Conv2d, 512),
+    ],
+)
 def test_only_the_layers_up_to_the_chosen_one_are_built(layer, before_activation, index, last_type, channels):
     assert feature_layer_index(layer, before_activation) == index
     features = VGG19FeatureExtractor(layer, before_activation).features
@@ -127,11 +145,14 @@ def test_a_layer_that_vgg19_lacks_is_refused_by_name(layer):
         VGG19FeatureExtractor(layer)
 
 
-@pytest.mark.parametrize("layer, before_activation, shape", [
-    ("vgg22", False, (1, 128, 48, 48)),
-    ("vgg22", True, (1, 128, 48, 48)),
-    ("vgg54", False, (1, 512, 6, 6)),
-])
+@pytest.mark.parametrize(
+    "layer, before_activation, shape",
+    [
+        ("vgg22", False, (1, 128, 48, 48)),
+        ("vgg22", True, (1, 128, 48, 48)),
+        ("vgg54", False, (1, 512, 6, 6)),
+    ],
+)
 def test_output_shapes_of_a_96_pixel_patch(layer, before_activation, shape):
     extractor = VGG19FeatureExtractor(layer, before_activation)
     with torch.no_grad():
@@ -285,8 +306,7 @@ def served_weights(tmp_path):
 
 def test_downloads_into_the_cache_verifies_and_reuses(isolated_cache, monkeypatch, served_weights):
     server, state, digest = served_weights
-    monkeypatch.setattr(vgg, "VGG19_WEIGHTS", Resource(server.url("vgg19-dcbb9e9d.pth"), digest,
-                                                       "vgg19-dcbb9e9d.pth"))
+    monkeypatch.setattr(vgg, "VGG19_WEIGHTS", Resource(server.url("vgg19-dcbb9e9d.pth"), digest, "vgg19-dcbb9e9d.pth"))
     extractor = VGG19FeatureExtractor.pretrained("vgg22")
     cached = isolated_cache / "weights" / "vgg19-dcbb9e9d.pth"
     assert cached.is_file()
@@ -299,8 +319,9 @@ def test_downloads_into_the_cache_verifies_and_reuses(isolated_cache, monkeypatc
 def test_a_download_that_fails_its_checksum_leaves_nothing_in_the_cache(isolated_cache, monkeypatch, served_weights):
     server, _, digest = served_weights
     published = "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44"
-    monkeypatch.setattr(vgg, "VGG19_WEIGHTS", Resource(server.url("vgg19-dcbb9e9d.pth"), published,
-                                                       "vgg19-dcbb9e9d.pth"))
+    monkeypatch.setattr(
+        vgg, "VGG19_WEIGHTS", Resource(server.url("vgg19-dcbb9e9d.pth"), published, "vgg19-dcbb9e9d.pth")
+    )
     with pytest.raises(SisrError, match="checksum mismatch") as caught:
         VGG19FeatureExtractor.pretrained("vgg22")
     assert published in str(caught.value) and digest in str(caught.value)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from httpserver import closed_port_url, serve_directory
 
+from httpserver import closed_port_url, serve_directory
 from sisr.data.download import recorded_sha256_path
 from sisr.errors import SisrError
 from sisr.models import PRESETS, build_model, count_parameters
@@ -105,15 +105,30 @@ def register(monkeypatch, **fields) -> ZooEntry:
 
 
 def keras_entry(monkeypatch, url: str, **overrides) -> ZooEntry:
-    fields = dict(name="wdsr-tiny-x2@test", preset="wdsr-b-16-x2", arch="wdsr", args=TINY_WDSR, url=url,
-                  member=KERAS_MEMBER, source_format="keras-h5", checksum_note="test: trust on first use")
+    fields = dict(
+        name="wdsr-tiny-x2@test",
+        preset="wdsr-b-16-x2",
+        arch="wdsr",
+        args=TINY_WDSR,
+        url=url,
+        member=KERAS_MEMBER,
+        source_format="keras-h5",
+        checksum_note="test: trust on first use",
+    )
     return register(monkeypatch, **{**fields, **overrides})
 
 
 def torch_entry(monkeypatch, url: str, **overrides) -> ZooEntry:
     prefix = re.search(r"-([0-9a-f]{8})\.pt$", url)
-    fields = dict(name="edsr-tiny-x2@test", preset="edsr-baseline-x2", arch="edsr", args=TINY_EDSR, url=url,
-                  source_format="torch", sha256_prefix=prefix.group(1) if prefix else None)
+    fields = dict(
+        name="edsr-tiny-x2@test",
+        preset="edsr-baseline-x2",
+        arch="edsr",
+        args=TINY_EDSR,
+        url=url,
+        source_format="torch",
+        sha256_prefix=prefix.group(1) if prefix else None,
+    )
     return register(monkeypatch, **{**fields, **overrides})
 
 
@@ -299,9 +314,15 @@ def test_sisr_download_prints_the_path_and_force_fetches_again(monkeypatch, cach
 # Parameter counts the publishers state: EDSR-PyTorch README (1.37M / 1.55M / 1.52M baseline,
 # 40.7M / 43.7M / 43.1M EDSR) and Krasser's README (1.52M EDSR-16, 0.62M WDSR-B-32, 1.55M SRGAN).
 PUBLISHED_MILLIONS = {
-    "edsr-baseline-x2@official": 1.37, "edsr-baseline-x3@official": 1.55, "edsr-baseline-x4@official": 1.52,
-    "edsr-x2@official": 40.7, "edsr-x3@official": 43.7, "edsr-x4@official": 43.1,
-    "edsr-16-x4@krasser": 1.52, "wdsr-b-32-x4@krasser": 0.62, "srresnet-x4@krasser": 1.55,
+    "edsr-baseline-x2@official": 1.37,
+    "edsr-baseline-x3@official": 1.55,
+    "edsr-baseline-x4@official": 1.52,
+    "edsr-x2@official": 40.7,
+    "edsr-x3@official": 43.7,
+    "edsr-x4@official": 43.1,
+    "edsr-16-x4@krasser": 1.52,
+    "wdsr-b-32-x4@krasser": 0.62,
+    "srresnet-x4@krasser": 1.55,
     "srgan-x4@krasser": 1.55,
 }
 
@@ -357,6 +378,9 @@ def test_cache_locations_follow_the_cache_dir(cache):
     entry = ZOO["srgan-x4@krasser"]
     assert converted_path(entry) == cache / "weights" / "srgan-x4@krasser.safetensors"
     # Both SRGAN generators come from one archive, downloaded once.
-    assert source_path(entry) == source_path(ZOO["srresnet-x4@krasser"]) == cache / "downloads" / "weights" / \
-        "weights-srgan.tar.gz"
+    assert (
+        source_path(entry)
+        == source_path(ZOO["srresnet-x4@krasser"])
+        == cache / "downloads" / "weights" / "weights-srgan.tar.gz"
+    )
     assert not zoo.is_cached(entry)

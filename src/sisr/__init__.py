@@ -14,6 +14,15 @@ from .models import build_model, count_parameters, create_model, list_presets
 from .weights import load_model, resolve_model, save_model
 
 __all__ = [
-    "SisrError", "__version__", "build_model", "count_parameters", "create_model", "evaluate", "list_presets",
-    "load_model", "resolve_model", "save_model", "upscale",
+    "SisrError",
+    "__version__",
+    "build_model",
+    "count_parameters",
+    "create_model",
+    "evaluate",
+    "list_presets",
+    "load_model",
+    "resolve_model",
+    "save_model",
+    "upscale",
 ]

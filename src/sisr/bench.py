@@ -16,8 +16,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,8 +68,9 @@ def _timed(function: Callable[[], Any], device: torch.device) -> tuple[float, fl
 class MatmulPeak:
     """Best-so-far FLOP rate of `torch.mm` on square matrices of `side`, one measurement per `measure()`."""
 
-    def __init__(self, device: torch.device, dtype: torch.dtype, side: int = PEAK_MATRIX_SIDE,
-                 tf32: bool = False) -> None:
+    def __init__(
+        self, device: torch.device, dtype: torch.dtype, side: int = PEAK_MATRIX_SIDE, tf32: bool = False
+    ) -> None:
         generator = torch.Generator().manual_seed(0)
         self.tf32 = tf32  # float32 products on TF32 tensor cores (CUDA), as cuDNN runs float32 convolutions
         self.a = torch.rand(side, side, generator=generator).to(device, dtype)

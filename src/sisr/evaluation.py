@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -100,14 +101,23 @@ def evaluate(
                     write_image(out, sr, overwrite=overwrite)
             seconds = time.perf_counter() - started
             means = {m: sum(image[m] for image in images) / len(images) for m in metrics} if images else {}
-            records.append({
-                "model": label, "dataset": benchmark.name, "scale": scale, "y_channel": y_channel,
-                "crop_border": crop, "metrics": means, "images": images, "seconds": round(seconds, 3),
-            })
+            records.append(
+                {
+                    "model": label,
+                    "dataset": benchmark.name,
+                    "scale": scale,
+                    "y_channel": y_channel,
+                    "crop_border": crop,
+                    "metrics": means,
+                    "images": images,
+                    "seconds": round(seconds, 3),
+                }
+            )
             summary = ", ".join(f"{m} {v:.4f}" for m, v in means.items())
-            log.info("%s on %s x%d: %s (%d images, %.1f s)", label, benchmark.name, scale, summary, len(images), seconds)
+            log.info(
+                "%s on %s x%d: %s (%d images, %.1f s)", label, benchmark.name, scale, summary, len(images), seconds
+            )
     return records
-
 
 
 def _resolve(model: str | os.PathLike | nn.Module, scale: int | None) -> nn.Module | None:
@@ -121,12 +131,17 @@ def _resolve(model: str | os.PathLike | nn.Module, scale: int | None) -> nn.Modu
 
 def _common_scale(models: Sequence[str | os.PathLike | nn.Module], networks: list[nn.Module | None]) -> int:
     """The one scale of `networks` (bicubic has none of its own)."""
-    scales = {model_label(model): int(network.scale) for model, network in zip(models, networks)
-              if network is not None and getattr(network, "scale", None) is not None}
+    scales = {
+        model_label(model): int(network.scale)
+        for model, network in zip(models, networks)
+        if network is not None and getattr(network, "scale", None) is not None
+    }
     if not scales:
         raise SisrError("no scale given and none to take from the models (bicubic has none): pass --scale / scale=")
     if len(set(scales.values())) > 1:
         listed = ", ".join(f"{name} x{value}" for name, value in scales.items())
-        raise SisrError(f"the models upscale by different factors ({listed}): evaluate them separately, "
-                        f"or pass --scale to have the mismatch named")
+        raise SisrError(
+            f"the models upscale by different factors ({listed}): evaluate them separately, "
+            f"or pass --scale to have the mismatch named"
+        )
     return next(iter(scales.values()))

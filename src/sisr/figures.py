@@ -20,9 +20,10 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -42,15 +43,23 @@ FRAME_COLOR = (200, 200, 200)
 CROP_BOX_COLOR = (230, 25, 25)
 # Tableau 10: distinguishable, and kind to the common colour-vision deficiencies.
 PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
 ]
 
 
 # --------------------------------------------------------------------------- text
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """Pillow's bundled font at `size` px: no font files to find, the same text on every machine.
 
@@ -196,8 +205,12 @@ def most_detailed_crop(image: np.ndarray, crop_width: int, crop_height: int, ali
     ys = np.arange(0, height - crop_height + 1, stride)
     xs = np.arange(0, width - crop_width + 1, stride)
     y0, x0 = np.meshgrid(ys, xs, indexing="ij")
-    sums = (integral[y0 + crop_height, x0 + crop_width] - integral[y0, x0 + crop_width]
-            - integral[y0 + crop_height, x0] + integral[y0, x0])
+    sums = (
+        integral[y0 + crop_height, x0 + crop_width]
+        - integral[y0, x0 + crop_width]
+        - integral[y0 + crop_height, x0]
+        + integral[y0, x0]
+    )
     row, col = np.unravel_index(int(np.argmax(sums)), sums.shape)
     return CropBox(int(xs[col]), int(ys[row]), crop_width, crop_height)
 
@@ -251,8 +264,13 @@ def overview_size(frame_width: int, frame_height: int, box_width: int, box_heigh
 
 
 def comparison_layout(
-    panel_count: int, panel_size: tuple[int, int], *, overview: bool, columns: int | None,
-    labels: Sequence[str], caption: str | None,
+    panel_count: int,
+    panel_size: tuple[int, int],
+    *,
+    overview: bool,
+    columns: int | None,
+    labels: Sequence[str],
+    caption: str | None,
 ) -> ComparisonLayout:
     """Cells of equal size in a grid: image on top, then the title and a metrics line.
 
@@ -264,8 +282,13 @@ def comparison_layout(
     columns = max(1, min(columns or default_columns(cells), cells))
     rows = math.ceil(cells / columns)
     image_width, image_height = panel_size
-    cell_width = max([image_width, *(text_width(t, title_font) for t in labels[::2]),
-                      *(text_width(t, label_font) for t in labels[1::2])])
+    cell_width = max(
+        [
+            image_width,
+            *(text_width(t, title_font) for t in labels[::2]),
+            *(text_width(t, label_font) for t in labels[1::2]),
+        ]
+    )
     text_height = line_height(title_font) + line_height(label_font)
     cell_height = image_height + LABEL_GAP + text_height
     width = 2 * MARGIN + columns * cell_width + (columns - 1) * GAP
@@ -282,8 +305,14 @@ def comparison_layout(
 
 
 def compose_comparison(
-    panels: Sequence[Panel], crop: CropBox, *, zoom: int = 1, columns: int | None = None,
-    overview: np.ndarray | None = None, overview_title: str = "whole image", caption: str | None = None,
+    panels: Sequence[Panel],
+    crop: CropBox,
+    *,
+    zoom: int = 1,
+    columns: int | None = None,
+    overview: np.ndarray | None = None,
+    overview_title: str = "whole image",
+    caption: str | None = None,
 ) -> Image.Image:
     """Lay out the same crop of every panel, enlarged `zoom` x with nearest neighbour.
 
@@ -297,8 +326,10 @@ def compose_comparison(
     frame_height, frame_width = panels[0].image.shape[:2]
     for panel in panels:
         if panel.image.shape[:2] != (frame_height, frame_width):
-            raise SisrError(f"panel {panel.title!r} is {panel.image.shape[1]}x{panel.image.shape[0]}, "
-                            f"the others {frame_width}x{frame_height}")
+            raise SisrError(
+                f"panel {panel.title!r} is {panel.image.shape[1]}x{panel.image.shape[0]}, "
+                f"the others {frame_width}x{frame_height}"
+            )
     crop = check_crop(crop, frame_width, frame_height)
     if zoom < 1:
         raise SisrError(f"zoom {zoom}: must be 1 or more")
@@ -308,8 +339,9 @@ def compose_comparison(
         labels += [overview_title, f"{frame_width}x{frame_height}, crop outlined"]
     for panel in panels:
         labels += [panel.title, panel.label]
-    layout = comparison_layout(len(panels), panel_size, overview=overview is not None, columns=columns,
-                               labels=labels, caption=caption)
+    layout = comparison_layout(
+        len(panels), panel_size, overview=overview is not None, columns=columns, labels=labels, caption=caption
+    )
     figure = Image.new("RGB", layout.size, BACKGROUND)
     draw = ImageDraw.Draw(figure)
     boxes = iter(layout.image_boxes)
@@ -320,8 +352,12 @@ def compose_comparison(
         thumb_left, thumb_top = left + (width - thumb_width) // 2, top + (height - thumb_height) // 2
         figure.paste(thumb, (thumb_left, thumb_top))
         sx, sy = thumb_width / frame_width, thumb_height / frame_height
-        outline = [thumb_left + crop.x * sx, thumb_top + crop.y * sy,
-                   thumb_left + (crop.x + crop.width) * sx - 1, thumb_top + (crop.y + crop.height) * sy - 1]
+        outline = [
+            thumb_left + crop.x * sx,
+            thumb_top + crop.y * sy,
+            thumb_left + (crop.x + crop.width) * sx - 1,
+            thumb_top + (crop.y + crop.height) * sy - 1,
+        ]
         draw.rectangle(outline, outline=CROP_BOX_COLOR, width=2)
     for panel in panels:
         left, top, width, height = next(boxes)
@@ -333,11 +369,16 @@ def compose_comparison(
         centre = left + width // 2
         text_top = top + height + LABEL_GAP
         draw.text((centre, text_top), title, fill=TEXT_COLOR, font=title_font, anchor="ma")
-        draw.text((centre, text_top + line_height(title_font)), label, fill=MUTED_TEXT_COLOR, font=label_font,
-                  anchor="ma")
+        draw.text(
+            (centre, text_top + line_height(title_font)), label, fill=MUTED_TEXT_COLOR, font=label_font, anchor="ma"
+        )
     for number, line in enumerate(layout.caption_lines):
-        draw.text((MARGIN, layout.caption_top + number * line_height(caption_font)), line, fill=MUTED_TEXT_COLOR,
-                  font=caption_font)
+        draw.text(
+            (MARGIN, layout.caption_top + number * line_height(caption_font)),
+            line,
+            fill=MUTED_TEXT_COLOR,
+            font=caption_font,
+        )
     return figure
 
 
@@ -359,8 +400,9 @@ class Comparison:
     scale: int
 
 
-def _pick_crop(reference: np.ndarray, crop: CropBox | str | None, crop_size: tuple[int, int] | None,
-               scale: int) -> CropBox:
+def _pick_crop(
+    reference: np.ndarray, crop: CropBox | str | None, crop_size: tuple[int, int] | None, scale: int
+) -> CropBox:
     height, width = reference.shape[:2]
     if isinstance(crop, CropBox) or (isinstance(crop, tuple) and len(crop) == 4):
         return check_crop(CropBox(*crop), width, height)
@@ -430,8 +472,10 @@ def compare_models(
             hr = to_rgb8(hr)
             want = (lr.shape[0] * scale, lr.shape[1] * scale)
             if hr.shape[0] < want[0] or hr.shape[1] < want[1]:
-                raise SisrError(f"HR image is {hr.shape[1]}x{hr.shape[0]}, smaller than x{scale} the "
-                                f"{lr.shape[1]}x{lr.shape[0]} LR image ({want[1]}x{want[0]})")
+                raise SisrError(
+                    f"HR image is {hr.shape[1]}x{hr.shape[0]}, smaller than x{scale} the "
+                    f"{lr.shape[1]}x{lr.shape[0]} LR image ({want[1]}x{want[0]})"
+                )
             hr = hr[: want[0], : want[1]]  # the benchmark convention: HR cropped at the top-left
     else:
         hr, lr = hr_to_lr(image, scale)
@@ -463,8 +507,9 @@ def compare_models(
     zoom = zoom or default_zoom(box)
     if caption is None:
         caption = comparison_caption(box, zoom, scale, with_metrics=hr is not None)
-    figure = compose_comparison(panels, box, zoom=zoom, columns=columns,
-                                overview=reference if overview else None, caption=caption)
+    figure = compose_comparison(
+        panels, box, zoom=zoom, columns=columns, overview=reference if overview else None, caption=caption
+    )
     return Comparison(figure, panels, box, zoom, scale)
 
 
@@ -473,8 +518,10 @@ def comparison_caption(crop: CropBox, zoom: int, scale: int, *, with_metrics: bo
     text = f"x{scale} super-resolution. Crop {crop.width}x{crop.height} at ({crop.x}, {crop.y}) in HR pixels"
     text += f", shown x{zoom} (nearest neighbour)." if zoom > 1 else "."
     if with_metrics:
-        text += (f" PSNR / SSIM of the whole image, not the crop: Y channel (BT.601), "
-                 f"{scale}-pixel border excluded. LR made with MATLAB bicubic.")
+        text += (
+            f" PSNR / SSIM of the whole image, not the crop: Y channel (BT.601), "
+            f"{scale}-pixel border excluded. LR made with MATLAB bicubic."
+        )
     else:
         text += " No ground truth, so no PSNR / SSIM."
     return text
@@ -658,7 +705,7 @@ def log_ticks(low: float, high: float) -> list[float]:
     if low <= 0:
         raise ValueError("log ticks need a positive range")
     first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
-    decades = [10.0 ** k for k in range(first, last + 1)]
+    decades = [10.0**k for k in range(first, last + 1)]
     inside = [t for t in decades if low * (1 - 1e-9) <= t <= high * (1 + 1e-9)]
     if len(inside) >= 2:
         return [_clean(t) for t in inside]
@@ -687,7 +734,7 @@ def format_tick(value: float, step: float | None = None, largest: float | None =
     if step is None:
         return f"{value:.3g}"
     decimals = max(0, -math.floor(math.log10(step) + 1e-9))
-    if _clean(step * 10 ** decimals) % 1:
+    if _clean(step * 10**decimals) % 1:
         decimals += 1  # steps such as 0.25 or 2.5
     return f"{value:.{decimals}f}"
 
@@ -699,7 +746,7 @@ def ema(values: Sequence[float], weight: float) -> list[float]:
     out, running = [], 0.0
     for count, value in enumerate(values, start=1):
         running = weight * running + (1 - weight) * value
-        out.append(running / (1 - weight ** count))
+        out.append(running / (1 - weight**count))
     return out
 
 
@@ -734,8 +781,9 @@ class _Canvas:
         self.draw.ellipse([(x - radius) * f, (y - radius) * f, (x + radius) * f, (y + radius) * f], fill=color)
 
     def rectangle(self, box: Sequence[float], outline: Any = None, fill: Any = None, width: float = 1) -> None:
-        self.draw.rectangle([v * self.factor for v in box], outline=outline, fill=fill,
-                            width=max(1, round(width * self.factor)))
+        self.draw.rectangle(
+            [v * self.factor for v in box], outline=outline, fill=fill, width=max(1, round(width * self.factor))
+        )
 
     def text(self, x: float, y: float, text: str, size: int, color: Any = TEXT_COLOR, anchor: str = "la") -> None:
         self.draw.text((x * self.factor, y * self.factor), text, fill=color, font=self.font(size), anchor=anchor)
@@ -772,8 +820,11 @@ def chart_specs(series: Sequence[Series], log_loss: bool = False) -> list[ChartS
     for key in keys:
         curves = groups[key]
         positive = all(v > 0 for c in curves for v in c.values)
-        specs.append(ChartSpec(key, CHART_TITLES.get(key, key.replace("_", " ")), curves,
-                               log_y=log_loss and key == "loss" and positive))
+        specs.append(
+            ChartSpec(
+                key, CHART_TITLES.get(key, key.replace("_", " ")), curves, log_y=log_loss and key == "loss" and positive
+            )
+        )
     return specs
 
 
@@ -803,8 +854,15 @@ def legend_label(curve: Series, chart: str) -> str:
     return f"{curve.label}: best {value} at step {curve.steps[best]:g}"
 
 
-def draw_chart(canvas: _Canvas, left: float, top: float, spec: ChartSpec, x_range: tuple[float, float],
-               size: tuple[int, int] = CHART_SIZE, smooth: float = 0.0) -> tuple[float, float, float, float]:
+def draw_chart(
+    canvas: _Canvas,
+    left: float,
+    top: float,
+    spec: ChartSpec,
+    x_range: tuple[float, float],
+    size: tuple[int, int] = CHART_SIZE,
+    smooth: float = 0.0,
+) -> tuple[float, float, float, float]:
     """One line chart with frame, grid, ticks, axis labels and a legend; returns the plot area."""
     width, height = size
     legend_entries = [legend_label(c, spec.key) for c in spec.series]
@@ -854,8 +912,14 @@ def draw_chart(canvas: _Canvas, left: float, top: float, spec: ChartSpec, x_rang
         canvas.line([(x, plot_bottom), (x, plot_bottom + 4)], AXIS_COLOR)
         canvas.text(x, plot_bottom + 7, format_tick(tick, x_step, max(x_ticks, key=abs)), CHART_FONT, anchor="ma")
     canvas.rectangle([plot_left, plot_top, plot_right, plot_bottom], outline=AXIS_COLOR)
-    canvas.text((plot_left + plot_right) / 2, plot_bottom + 9 + CHART_FONT + 4, "step", CHART_FONT,
-                color=MUTED_TEXT_COLOR, anchor="ma")
+    canvas.text(
+        (plot_left + plot_right) / 2,
+        plot_bottom + 9 + CHART_FONT + 4,
+        "step",
+        CHART_FONT,
+        color=MUTED_TEXT_COLOR,
+        anchor="ma",
+    )
 
     for index, curve in enumerate(spec.series):
         color = PALETTE[index % len(PALETTE)]
@@ -893,21 +957,29 @@ class CurvesLayout:
     plot_areas: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
-def curves_layout(charts: int, columns: int | None, chart_size: tuple[int, int] = CHART_SIZE,
-                  title: bool = False) -> CurvesLayout:
+def curves_layout(
+    charts: int, columns: int | None, chart_size: tuple[int, int] = CHART_SIZE, title: bool = False
+) -> CurvesLayout:
     columns = max(1, min(columns or (1 if charts == 1 else 2), charts))
     rows = math.ceil(charts / columns)
     header = CHART_TITLE_FONT + 2 + 14 if title else 0
     width = 2 * MARGIN + columns * chart_size[0] + (columns - 1) * GAP
     height = 2 * MARGIN + header + rows * chart_size[1] + (rows - 1) * GAP
-    boxes = [(MARGIN + (i % columns) * (chart_size[0] + GAP), MARGIN + header + (i // columns) * (chart_size[1] + GAP))
-             for i in range(charts)]
+    boxes = [
+        (MARGIN + (i % columns) * (chart_size[0] + GAP), MARGIN + header + (i // columns) * (chart_size[1] + GAP))
+        for i in range(charts)
+    ]
     return CurvesLayout((width, height), boxes)
 
 
 def plot_curves(
-    series: Sequence[Series], *, log_loss: bool = False, smooth: float = 0.0, columns: int | None = None,
-    chart_size: tuple[int, int] = CHART_SIZE, title: str | None = None,
+    series: Sequence[Series],
+    *,
+    log_loss: bool = False,
+    smooth: float = 0.0,
+    columns: int | None = None,
+    chart_size: tuple[int, int] = CHART_SIZE,
+    title: str | None = None,
 ) -> tuple[Image.Image, CurvesLayout]:
     """Line charts of training curves against step, one chart per quantity, all sharing the step axis."""
     specs = chart_specs(series, log_loss=log_loss)
@@ -947,8 +1019,13 @@ def chain_stages(stages: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]
 
 
 def plot_log(
-    path: str | os.PathLike | Sequence[str | os.PathLike], *, fields: Sequence[str] | None = None,
-    log_loss: bool = False, smooth: float = 0.0, columns: int | None = None, title: str | None = None,
+    path: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    fields: Sequence[str] | None = None,
+    log_loss: bool = False,
+    smooth: float = 0.0,
+    columns: int | None = None,
+    title: str | None = None,
 ) -> Image.Image:
     """Training curves of a run folder or its `log.jsonl`, as one image.
 

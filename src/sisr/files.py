@@ -8,8 +8,9 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from .errors import SisrError
 
@@ -44,11 +45,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", overwrite: bool = Tr
     path = check_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with _renamed_on_success(tmp, path):
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+    with _renamed_on_success(tmp, path), os.fdopen(fd, mode) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 @contextlib.contextmanager

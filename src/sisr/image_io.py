@@ -168,8 +168,13 @@ def _write_png16(path: Path, array: np.ndarray, icc_profile: bytes | None) -> No
 _ICC_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = False, quality: int = 95,
-                icc_profile: bytes | None = None) -> Path:
+def write_image(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    overwrite: bool = False,
+    quality: int = 95,
+    icc_profile: bytes | None = None,
+) -> Path:
     """Encode by the file's extension, atomically; an existing file needs overwrite=True.
 
     `icc_profile` (from `read_icc_profile`) is embedded where the format
@@ -180,7 +185,9 @@ def write_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = Fa
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
-        raise SisrError(f"{path}: unknown image format {suffix or '(no extension)'}; use one of {', '.join(IMAGE_SUFFIXES)}")
+        raise SisrError(
+            f"{path}: unknown image format {suffix or '(no extension)'}; use one of {', '.join(IMAGE_SUFFIXES)}"
+        )
     check_writable(path, overwrite)
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:

@@ -7,7 +7,7 @@ better than L2 for PSNR); SRResNet, pre-trained as SRGAN's generator, with MSE.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

@@ -95,8 +95,7 @@ class LPIPS(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = vgg16_features()
-        self.lins = nn.ParameterList(
-            nn.Parameter(torch.zeros(1, channels, 1, 1)) for channels in LPIPS_TAP_CHANNELS)
+        self.lins = nn.ParameterList(nn.Parameter(torch.zeros(1, channels, 1, 1)) for channels in LPIPS_TAP_CHANNELS)
         self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -113,8 +112,9 @@ class LPIPS(nn.Module):
         return metric
 
     @classmethod
-    def pretrained(cls, vgg16: str | os.PathLike | None = None, lin: str | os.PathLike | None = None, *,
-                   download: bool = False) -> LPIPS:
+    def pretrained(
+        cls, vgg16: str | os.PathLike | None = None, lin: str | os.PathLike | None = None, *, download: bool = False
+    ) -> LPIPS:
         """The metric with the weights `find_lpips_weights` finds."""
         return cls.from_files(*find_lpips_weights(vgg16, lin, download=download))
 
@@ -145,8 +145,10 @@ class LPIPS(nn.Module):
 
     def load_vgg16_state_dict(self, state: Mapping[str, object], source: str = "state dict") -> None:
         """Take `features.N.*` up to conv5_3 from a torchvision VGG16 state dict, checking keys and shapes."""
-        selected = {key: _tensor(state, f"features.{key}", own.shape, source, "a torchvision VGG16 state dict")
-                    for key, own in self.features.state_dict().items()}
+        selected = {
+            key: _tensor(state, f"features.{key}", own.shape, source, "a torchvision VGG16 state dict")
+            for key, own in self.features.state_dict().items()
+        }
         self.features.load_state_dict(selected, strict=True)
 
     def load_lin_state_dict(self, state: Mapping[str, object], source: str = "state dict") -> None:
@@ -175,8 +177,9 @@ def cached_lpips_paths() -> tuple[Path, Path]:
     return folder / VGG16_WEIGHTS.filename, folder / LPIPS_LIN_WEIGHTS.filename
 
 
-def find_lpips_weights(vgg16: str | os.PathLike | None = None, lin: str | os.PathLike | None = None, *,
-                       download: bool = False) -> tuple[Path, Path]:
+def find_lpips_weights(
+    vgg16: str | os.PathLike | None = None, lin: str | os.PathLike | None = None, *, download: bool = False
+) -> tuple[Path, Path]:
     """(VGG16 file, lin file) for LPIPS; each from its argument, else its env var, else the cache.
 
     A path given explicitly (argument or `$SISR_VGG16_WEIGHTS` / `$SISR_LPIPS_WEIGHTS`)
@@ -185,12 +188,15 @@ def find_lpips_weights(vgg16: str | os.PathLike | None = None, lin: str | os.Pat
     where to get it and where to put it.
     """
     cached_vgg16, cached_lin = cached_lpips_paths()
-    return (_find_one(vgg16, VGG16_ENV_VAR, VGG16_WEIGHTS, cached_vgg16, "VGG16", download),
-            _find_one(lin, LIN_ENV_VAR, LPIPS_LIN_WEIGHTS, cached_lin, "lin-layer", download))
+    return (
+        _find_one(vgg16, VGG16_ENV_VAR, VGG16_WEIGHTS, cached_vgg16, "VGG16", download),
+        _find_one(lin, LIN_ENV_VAR, LPIPS_LIN_WEIGHTS, cached_lin, "lin-layer", download),
+    )
 
 
-def _find_one(given: str | os.PathLike | None, env_var: str, resource: Resource, cached: Path, what: str,
-              download: bool) -> Path:
+def _find_one(
+    given: str | os.PathLike | None, env_var: str, resource: Resource, cached: Path, what: str, download: bool
+) -> Path:
     if given is not None and str(given):
         path = Path(given).expanduser()
         if not path.is_file():
@@ -199,19 +205,21 @@ def _find_one(given: str | os.PathLike | None, env_var: str, resource: Resource,
     if from_env := os.environ.get(env_var):
         path = Path(from_env).expanduser()
         if not path.is_file():
-            raise SisrError(f"${env_var}={from_env}: {what} weight file for LPIPS not found "
-                            f"(download {resource.url})")
+            raise SisrError(f"${env_var}={from_env}: {what} weight file for LPIPS not found (download {resource.url})")
         return path
     if not download:
         if cached.is_file():
             return cached
-        raise SisrError(f"{what} weights for LPIPS are not available and downloading is off: download "
-                        f"{resource.url} and put it at {cached}, or set ${env_var} to its path")
+        raise SisrError(
+            f"{what} weights for LPIPS are not available and downloading is off: download "
+            f"{resource.url} and put it at {cached}, or set ${env_var} to its path"
+        )
     try:
         return download_file(resource.url, cached, resource.sha256, progress=True)
     except SisrError as error:
-        raise SisrError(f"{what} weights for LPIPS could not be fetched: {error} "
-                        f"Or set ${env_var} to the path of a copy.") from None
+        raise SisrError(
+            f"{what} weights for LPIPS could not be fetched: {error} Or set ${env_var} to the path of a copy."
+        ) from None
 
 
 def lpips_weights_available(vgg16: str | os.PathLike | None = None, lin: str | os.PathLike | None = None) -> bool:

@@ -14,7 +14,20 @@ import sys
 
 from ..errors import SisrError
 
-COMMANDS = ["models", "sample", "upscale", "evaluate", "compare", "convert", "export", "download", "train", "finetune", "plot", "bench"]
+COMMANDS = [
+    "models",
+    "sample",
+    "upscale",
+    "evaluate",
+    "compare",
+    "convert",
+    "export",
+    "download",
+    "train",
+    "finetune",
+    "plot",
+    "bench",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,9 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         return int(args.func(args) or 0)
     except SisrError as error:

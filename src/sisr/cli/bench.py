@@ -8,26 +8,40 @@ import json
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "bench", help="time a network on this machine against its matrix-multiply peak",
+        "bench",
+        help="time a network on this machine against its matrix-multiply peak",
         description="Time upscaling a random SIZE x SIZE image (best of --repeat after a warm-up) and, in the "
         "same run, the machine's matrix-multiply peak (torch.mm); report seconds per image, output "
         "megapixels/s, the model's FLOPs and the fraction of the peak they reach.",
     )
-    parser.add_argument("--model", required=True, metavar="M",
-                        help="a preset name (random weights: speed does not depend on them), a weight file, "
-                        "or `bicubic`")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="M",
+        help="a preset name (random weights: speed does not depend on them), a weight file, or `bicubic`",
+    )
     parser.add_argument("--size", type=int, default=256, metavar="PIXELS", help="LR height and width (default 256)")
     parser.add_argument("--scale", type=int, help="the enlargement; required for bicubic, checked against the network")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
-                        help="fp32 (default), bf16, fp16 (CUDA only), auto (what upscale chooses)")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16", "auto"],
+        default="fp32",
+        help="fp32 (default), bf16, fp16 (CUDA only), auto (what upscale chooses)",
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="cpu (default), cuda, auto")
     parser.add_argument("--tile", type=int, metavar="PIXELS", help="tile size in LR pixels (default: whole image)")
     parser.add_argument("--repeat", type=int, default=3, metavar="N", help="timed runs; the best counts (default 3)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: torch's, one per core)")
-    parser.add_argument("--no-fuse", action="store_true",
-                        help="leave out sisr's CPU fast paths (WDSR-B's chunked 1x1 pair, the streamed upsampler)")
-    parser.add_argument("--compile", action="store_true",
-                        help="run the network through torch.compile (the first, untimed call compiles it)")
+    parser.add_argument(
+        "--no-fuse",
+        action="store_true",
+        help="leave out sisr's CPU fast paths (WDSR-B's chunked 1x1 pair, the streamed upsampler)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the network through torch.compile (the first, untimed call compiles it)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     parser.set_defaults(func=run)
 
@@ -41,8 +55,16 @@ def run(args: argparse.Namespace) -> int:
     if args.tile is not None and args.tile < 1:
         raise SisrError(f"--tile {args.tile}: must be at least 1 pixel")
     result = run_bench(
-        args.model, size=args.size, scale=args.scale, precision=args.precision, device=args.device,
-        tile=args.tile, repeat=args.repeat, threads=args.threads, fuse=not args.no_fuse, compile=args.compile,
+        args.model,
+        size=args.size,
+        scale=args.scale,
+        precision=args.precision,
+        device=args.device,
+        tile=args.tile,
+        repeat=args.repeat,
+        threads=args.threads,
+        fuse=not args.no_fuse,
+        compile=args.compile,
     )
     print(json.dumps(result_dict(result), indent=2) if args.json else format_result(result))
     return 0

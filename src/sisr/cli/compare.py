@@ -8,35 +8,52 @@ import re
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "compare", help="a figure comparing models on one image (same crop, PSNR / SSIM)",
+        "compare",
+        help="a figure comparing models on one image (same crop, PSNR / SSIM)",
         description="Upscale one image with bicubic and each model and lay out the same crop of each, with an "
         "overview of the whole image. IMAGE is the original (HR) by default: the LR input is made from it with "
         "the MATLAB bicubic downgrade and every panel is labelled with PSNR / SSIM of the whole image "
         "(Y channel, border of `scale` pixels excluded). With --lr, IMAGE is the LR input itself.",
     )
     parser.add_argument("image", metavar="IMAGE", help="the HR image (or the LR input with --lr / --hr)")
-    parser.add_argument("--model", action="append", default=[], metavar="M",
-                        help="a weight file or model name; repeat for several (bicubic is always shown; "
-                        "default: the bundled default-x4, or the default for --scale)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="M",
+        help="a weight file or model name; repeat for several (bicubic is always shown; "
+        "default: the bundled default-x4, or the default for --scale)",
+    )
     parser.add_argument("--scale", type=int, metavar="S", help="upscaling factor (default: the first model's)")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="the figure (PNG)")
     parser.add_argument("--lr", action="store_true", help="IMAGE is already low-resolution (no PSNR / SSIM)")
     parser.add_argument("--hr", metavar="FILE", help="ground truth for an LR IMAGE (implies --lr): gives PSNR / SSIM")
-    parser.add_argument("--crop", default="detail", metavar="X,Y,W,H",
-                        help="region in HR pixels; or `detail` (default: the region with the most gradient "
-                        "energy, where methods differ most) or `centre`")
-    parser.add_argument("--crop-size", metavar="W[xH]",
-                        help="size of the automatic crop in HR pixels (default: a quarter of the shorter side, "
-                        "32 to 160)")
-    parser.add_argument("--zoom", type=int, metavar="N",
-                        help="enlarge crops N times with nearest neighbour (default: to about 256 px)")
+    parser.add_argument(
+        "--crop",
+        default="detail",
+        metavar="X,Y,W,H",
+        help="region in HR pixels; or `detail` (default: the region with the most gradient "
+        "energy, where methods differ most) or `centre`",
+    )
+    parser.add_argument(
+        "--crop-size",
+        metavar="W[xH]",
+        help="size of the automatic crop in HR pixels (default: a quarter of the shorter side, 32 to 160)",
+    )
+    parser.add_argument(
+        "--zoom", type=int, metavar="N", help="enlarge crops N times with nearest neighbour (default: to about 256 px)"
+    )
     parser.add_argument("--columns", type=int, metavar="N", help="panels per row (default: up to 5)")
     parser.add_argument("--no-overview", action="store_true", help="leave out the whole-image overview")
     parser.add_argument("--caption", metavar="TEXT", help="replace the caption under the panels")
     parser.add_argument("--tile", type=int, metavar="N", help="tile size in LR pixels (bounds memory)")
     parser.add_argument("--tile-overlap", type=int, metavar="N", help="context around each tile in LR pixels")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
-                        help="fp32 (default: the papers' numbers), bf16, fp16 (CUDA only), auto (as upscale)")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16", "auto"],
+        default="fp32",
+        help="fp32 (default: the papers' numbers), bf16, fp16 (CUDA only), auto (as upscale)",
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.set_defaults(func=run)
@@ -84,10 +101,22 @@ def run(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     hr = read_image(args.hr) if args.hr else None
     comparison = compare_models(
-        image, models, scale, lr_input=args.lr or hr is not None, hr=hr, crop=crop, crop_size=crop_size,
-        zoom=args.zoom, columns=args.columns, overview=not args.no_overview, caption=args.caption,
-        names=[model_label(m) for m in names], tile=args.tile, tile_overlap=args.tile_overlap,
-        precision=args.precision, device=args.device,
+        image,
+        models,
+        scale,
+        lr_input=args.lr or hr is not None,
+        hr=hr,
+        crop=crop,
+        crop_size=crop_size,
+        zoom=args.zoom,
+        columns=args.columns,
+        overview=not args.no_overview,
+        caption=args.caption,
+        names=[model_label(m) for m in names],
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        precision=args.precision,
+        device=args.device,
     )
     write_figure(comparison.figure, args.output, overwrite=args.overwrite)
     logger = logging.getLogger("sisr")
@@ -95,6 +124,14 @@ def run(args: argparse.Namespace) -> int:
         if panel.psnr is not None:
             logger.info("%-24s %s", panel.title, panel.label)
     box = comparison.crop
-    logger.info("wrote %s (%dx%d; crop %d,%d,%d,%d shown x%d)", args.output, *comparison.figure.size,
-                box.x, box.y, box.width, box.height, comparison.zoom)
+    logger.info(
+        "wrote %s (%dx%d; crop %d,%d,%d,%d shown x%d)",
+        args.output,
+        *comparison.figure.size,
+        box.x,
+        box.y,
+        box.width,
+        box.height,
+        comparison.zoom,
+    )
     return 0

@@ -7,7 +7,8 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "convert", help="import weights of another implementation (Keras .h5, EDSR .pt, BasicSR .pth)",
+        "convert",
+        help="import weights of another implementation (Keras .h5, EDSR .pt, BasicSR .pth)",
         description="Convert a weight file of another implementation into a sisr .safetensors file. The "
         "architecture is read off the file: Krasser's Keras EDSR / WDSR-A/B / SRResNet (.h5), official "
         "EDSR-PyTorch (.pt), BasicSR EDSR / MSRResNet (.pth).",

@@ -7,7 +7,8 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "download", help="download and convert pretrained models (see `sisr models --pretrained`)",
+        "download",
+        help="download and convert pretrained models (see `sisr models --pretrained`)",
         description="Download pretrained models by zoo name (e.g. edsr-baseline-x4@official), verify them, convert "
         "them to sisr weight files in the cache and print where each one is. `--model NAME` in any command does "
         "the same on first use.",

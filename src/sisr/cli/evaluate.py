@@ -11,27 +11,47 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "evaluate", help="score models on benchmark sets (PSNR/SSIM, as the papers do)",
+        "evaluate",
+        help="score models on benchmark sets (PSNR/SSIM, as the papers do)",
         description="Score models on benchmark sets. Defaults follow the papers: MATLAB-made LR images, "
         "Y channel of ITU-R BT.601 YCbCr, a border of `scale` pixels cropped.",
     )
-    parser.add_argument("--model", action="append", required=True, metavar="M",
-                        help="a weight file, a bundled default (default-x2/-x3/-x4), a pretrained name, "
-                        "or `bicubic`; repeat for several")
-    parser.add_argument("--dataset", action="append", required=True, metavar="D",
-                        help="Set5, Set14, BSD100, Urban100, Manga109, DIV2K-valid, or a folder; repeat for several")
-    parser.add_argument("--scale", type=int, choices=[2, 3, 4, 8],
-                        help="the upscaling factor (default: the networks' own; needed for bicubic alone)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="M",
+        help="a weight file, a bundled default (default-x2/-x3/-x4), a pretrained name, "
+        "or `bicubic`; repeat for several",
+    )
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        required=True,
+        metavar="D",
+        help="Set5, Set14, BSD100, Urban100, Manga109, DIV2K-valid, or a folder; repeat for several",
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        choices=[2, 3, 4, 8],
+        help="the upscaling factor (default: the networks' own; needed for bicubic alone)",
+    )
     parser.add_argument("--data-root", metavar="DIR", help="folder holding the sets (else the download cache)")
-    parser.add_argument("--metric", action="append", choices=["psnr", "ssim"],
-                        help="repeat for several (default: psnr and ssim)")
+    parser.add_argument(
+        "--metric", action="append", choices=["psnr", "ssim"], help="repeat for several (default: psnr and ssim)"
+    )
     parser.add_argument("--rgb", action="store_true", help="measure on RGB instead of the Y channel")
     parser.add_argument("--crop-border", type=int, metavar="N", help="pixels cropped on each side (default: scale)")
     parser.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (x8 time)")
     parser.add_argument("--tile", type=int, metavar="N", help="tile size in LR pixels (bounds memory)")
     parser.add_argument("--tile-overlap", type=int, metavar="N", help="context around each tile in LR pixels")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
-                        help="fp32 (default: the papers' numbers), bf16, fp16 (CUDA only), auto (as upscale)")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16", "auto"],
+        default="fp32",
+        help="fp32 (default: the papers' numbers), bf16, fp16 (CUDA only), auto (as upscale)",
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--save-images", metavar="DIR", help="also write the SR images under DIR/MODEL/SET/xS/")
     parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -55,8 +75,10 @@ def format_table(records: list[dict[str, Any]], metrics: list[str]) -> str:
             row.append(" / ".join(f"{values[m]:.2f}" if m == "psnr" else f"{values[m]:.4f}" for m in metrics))
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(text.ljust(w) if i == 0 else text.rjust(w) for i, (text, w) in enumerate(zip(row, widths)))
-             for row in rows]
+    lines = [
+        "  ".join(text.ljust(w) if i == 0 else text.rjust(w) for i, (text, w) in enumerate(zip(row, widths)))
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines) + "\n"
 
@@ -68,7 +90,9 @@ def format_csv(records: list[dict[str, Any]], metrics: list[str]) -> str:
     writer.writerow(["model", "dataset", "scale", "image", *metrics])
     for r in records:
         for image in r["images"]:
-            writer.writerow([r["model"], r["dataset"], r["scale"], image["name"], *(f"{image[m]:.6f}" for m in metrics)])
+            writer.writerow(
+                [r["model"], r["dataset"], r["scale"], image["name"], *(f"{image[m]:.6f}" for m in metrics)]
+            )
         writer.writerow([r["model"], r["dataset"], r["scale"], "mean", *(f"{r['metrics'][m]:.6f}" for m in metrics)])
     return out.getvalue()
 
@@ -83,10 +107,21 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         check_writable(args.output, args.overwrite)  # fail before the work, not after
     records = evaluate(
-        args.model, args.dataset, args.scale, data_root=args.data_root, metrics=metrics,
-        y_channel=not args.rgb, crop_border=args.crop_border, self_ensemble=args.self_ensemble,
-        tile=args.tile, tile_overlap=args.tile_overlap, precision=args.precision, device=args.device,
-        save_images=args.save_images, overwrite=args.overwrite, progress=sys.stderr.isatty(),
+        args.model,
+        args.dataset,
+        args.scale,
+        data_root=args.data_root,
+        metrics=metrics,
+        y_channel=not args.rgb,
+        crop_border=args.crop_border,
+        self_ensemble=args.self_ensemble,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        precision=args.precision,
+        device=args.device,
+        save_images=args.save_images,
+        overwrite=args.overwrite,
+        progress=sys.stderr.isatty(),
     )
     if args.format == "json":
         text = json.dumps(records, indent=2) + "\n"

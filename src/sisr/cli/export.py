@@ -7,7 +7,8 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "export", help="export a network to ONNX (.onnx) or TorchScript (.pt)",
+        "export",
+        help="export a network to ONNX (.onnx) or TorchScript (.pt)",
         description="Export a network to ONNX or TorchScript. The exported graph takes RGB float32 NCHW "
         "in [0, 1] of any batch size, height and width, and returns the upscaled image in the same units.",
     )

@@ -34,16 +34,22 @@ Running the same command again in the same --out folder continues from its check
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "finetune", help="fine-tune a pixel-trained network with SRGAN's perceptual + adversarial loss",
+        "finetune",
+        help="fine-tune a pixel-trained network with SRGAN's perceptual + adversarial loss",
         description="Fine-tune a pixel-trained generator (SRResNet, EDSR or WDSR weight file) with VGG content "
-                    "loss + 1e-3 x adversarial loss against SRGAN's discriminator. Options come from SRGAN's "
-                    "recipe, then CONFIG (TOML), then the flags below and --set.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "loss + 1e-3 x adversarial loss against SRGAN's discriminator. Options come from SRGAN's "
+        "recipe, then CONFIG (TOML), then the flags below and --set.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", nargs="?", help="TOML file with the options (see configs/srgan-x4.toml)")
     parser.add_argument("--init", metavar="WEIGHTS", help="the pixel-trained generator (sisr weight file)")
-    add_run_arguments(parser, out_default="runs/srgan", set_example="gan.pixel_loss=mse",
-                      patch_note=" (also the discriminator's input)")
+    add_run_arguments(
+        parser,
+        out_default="runs/srgan",
+        set_example="gan.pixel_loss=mse",
+        patch_note=" (also the discriminator's input)",
+    )
     parser.add_argument("--vgg19-weights", metavar="PATH", help="torchvision-layout VGG19 weight file")
     parser.add_argument("--content-layer", metavar="LAYER", help="VGG features of the content loss: vgg22 or vgg54")
     parser.add_argument("--adversarial-weight", type=float, help="weight of the adversarial term (1e-3)")

@@ -15,14 +15,16 @@ SAMPLES = {
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "sample", help="write a sample photo (from scikit-image)",
+        "sample",
+        help="write a sample photo (from scikit-image)",
         description="Write a public-domain sample photo shipped with scikit-image, "
         "optionally shrunk first with the MATLAB bicubic downgrade so there is something to upscale.",
     )
     parser.add_argument("name", choices=sorted(SAMPLES), help="which photo")
     parser.add_argument("-o", "--output", required=True, help="image file to write")
-    parser.add_argument("--downscale", type=int, default=1, metavar="S",
-                        help="shrink by S with MATLAB bicubic (default 1: as shipped)")
+    parser.add_argument(
+        "--downscale", type=int, default=1, metavar="S", help="shrink by S with MATLAB bicubic (default 1: as shipped)"
+    )
     parser.add_argument("--overwrite", action="store_true")
     parser.set_defaults(func=run)
 

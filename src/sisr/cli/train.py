@@ -37,10 +37,12 @@ batch-size x processes patches.
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="train a network on DIV2K or your own images",
+        "train",
+        help="train a network on DIV2K or your own images",
         description="Train an SR network with an L1 or L2 loss. Options come from the preset's defaults "
-                    "(the papers' recipes), then CONFIG (TOML), then the flags below and --set.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "(the papers' recipes), then CONFIG (TOML), then the flags below and --set.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", nargs="?", help="TOML file with the options (see configs/)")
     parser.add_argument("--model", metavar="PRESET", help="network preset, e.g. edsr-baseline-x4 (`sisr models`)")
@@ -49,8 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, out_default: str, set_example: str,
-                      patch_note: str = "") -> None:
+def add_run_arguments(
+    parser: argparse.ArgumentParser, out_default: str, set_example: str, patch_note: str = ""
+) -> None:
     """The options `sisr train` and `sisr finetune` share: data, schedule, device, resume."""
     parser.add_argument("--data", metavar="PATH", help="'div2k' or a folder of HR images")
     parser.add_argument("--data-lr", metavar="PATH", help="folder of LR images paired with --data by name")
@@ -64,13 +67,26 @@ def add_run_arguments(parser: argparse.ArgumentParser, out_default: str, set_exa
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--workers", type=int, help="data loader worker processes")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"any option, e.g. {set_example} (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"any option, e.g. {set_example} (repeatable)",
+    )
     resume = parser.add_mutually_exclusive_group()
-    resume.add_argument("--resume", metavar="CHECKPOINT", nargs="?", const=True, default=True,
-                        help="continue from CHECKPOINT (default: <out>/checkpoint.pt when it exists)")
-    resume.add_argument("--fresh", action="store_true",
-                        help="start over in an output folder that holds an earlier run, replacing it")
+    resume.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        nargs="?",
+        const=True,
+        default=True,
+        help="continue from CHECKPOINT (default: <out>/checkpoint.pt when it exists)",
+    )
+    resume.add_argument(
+        "--fresh", action="store_true", help="start over in an output folder that holds an earlier run, replacing it"
+    )
     parser.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
 

@@ -20,7 +20,8 @@ log = logging.getLogger("sisr")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "upscale", help="enlarge images with a super-resolution network",
+        "upscale",
+        help="enlarge images with a super-resolution network",
         description="Enlarge images with a super-resolution network. INPUT may be image files and folders "
         "(a folder stands for the image files in it). With one input file, OUTPUT is the file to write; "
         "otherwise (or when OUTPUT ends in / or is a folder) it is a folder, and each output is named "
@@ -28,32 +29,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
     parser.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output file or folder")
-    parser.add_argument("--model", metavar="WEIGHTS",
-                        help="the bundled default for --scale when left out (default-x2, -x3, -x4, offline); a "
-                        "weight file (sisr .safetensors, or Keras/PyTorch weights), a pretrained model name "
-                        "(`sisr models --pretrained`), or `bicubic` for MATLAB bicubic")
-    parser.add_argument("--scale", type=int, help="the enlargement (default 4 without --model); required for "
-                        "bicubic, checked against the network")
-    parser.add_argument("--tile", type=int, metavar="PIXELS",
-                        help="process tiles of at most PIXELS x PIXELS input pixels (bounds memory on large images)")
-    parser.add_argument("--tile-overlap", type=int, metavar="PIXELS",
-                        help="context around each tile (default: the network's receptive field, exact results)")
+    parser.add_argument(
+        "--model",
+        metavar="WEIGHTS",
+        help="the bundled default for --scale when left out (default-x2, -x3, -x4, offline); a "
+        "weight file (sisr .safetensors, or Keras/PyTorch weights), a pretrained model name "
+        "(`sisr models --pretrained`), or `bicubic` for MATLAB bicubic",
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        help="the enlargement (default 4 without --model); required for bicubic, checked against the network",
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        metavar="PIXELS",
+        help="process tiles of at most PIXELS x PIXELS input pixels (bounds memory on large images)",
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=int,
+        metavar="PIXELS",
+        help="context around each tile (default: the network's receptive field, exact results)",
+    )
     parser.add_argument("--tile-batch", type=int, default=1, metavar="N", help="tiles per network call (default 1)")
-    parser.add_argument("--self-ensemble", action="store_true",
-                        help="average the outputs for the 8 flips and rotations of the input (8x the time)")
-    parser.add_argument("--stream", action="store_true",
-                        help="write a .tif output tile by tile, never holding it in memory (automatic for .tif "
-                        "outputs over 512 MB); for results larger than memory")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                        help="number format: auto (default: fp16 on CUDA, bf16 on CPUs with bf16 instructions, "
-                        "else fp32), fp32, bf16, fp16 (CUDA only)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="auto (CUDA if present, default), cpu or cuda")
-    parser.add_argument("--compile", action="store_true",
-                        help="run the network through torch.compile: seconds of compiling per input size, then "
-                        "faster on a GPU; for many images of one size (video frames)")
-    parser.add_argument("--format", choices=FORMATS,
-                        help="output format when OUTPUT is a folder (default: the input's)")
+    parser.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average the outputs for the 8 flips and rotations of the input (8x the time)",
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="write a .tif output tile by tile, never holding it in memory (automatic for .tif "
+        "outputs over 512 MB); for results larger than memory",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="number format: auto (default: fp16 on CUDA, bf16 on CPUs with bf16 instructions, "
+        "else fp32), fp32, bf16, fp16 (CUDA only)",
+    )
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto (CUDA if present, default), cpu or cuda"
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the network through torch.compile: seconds of compiling per input size, then "
+        "faster on a GPU; for many images of one size (video frames)",
+    )
+    parser.add_argument(
+        "--format", choices=FORMATS, help="output format when OUTPUT is a folder (default: the input's)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
 
@@ -155,8 +185,14 @@ def upscale_file(model: nn.Module, job: Job, args: argparse.Namespace) -> tuple[
         return stream_file(model, image, job, args)
     try:
         result = upscale(
-            model, image, tile=args.tile, tile_overlap=args.tile_overlap, tile_batch=args.tile_batch,
-            precision=args.precision, device=args.device, name=str(job.source),
+            model,
+            image,
+            tile=args.tile,
+            tile_overlap=args.tile_overlap,
+            tile_batch=args.tile_batch,
+            precision=args.precision,
+            device=args.device,
+            name=str(job.source),
             progress=log.isEnabledFor(logging.INFO),  # a tile bar, on a terminal only
         )
     except torch.OutOfMemoryError:
@@ -187,8 +223,16 @@ def stream_file(model: nn.Module, image: Any, job: Job, args: argparse.Namespace
     tile = args.tile or AUTO_TILE
     try:
         upscale_to_tiff(
-            model, image, job.target, tile=tile, tile_overlap=args.tile_overlap, tile_batch=args.tile_batch,
-            precision=args.precision, device=args.device, overwrite=args.overwrite, name=str(job.source),
+            model,
+            image,
+            job.target,
+            tile=tile,
+            tile_overlap=args.tile_overlap,
+            tile_batch=args.tile_batch,
+            precision=args.precision,
+            device=args.device,
+            overwrite=args.overwrite,
+            name=str(job.source),
             progress=log.isEnabledFor(logging.INFO),
         )
     except torch.OutOfMemoryError:
@@ -222,8 +266,14 @@ def run(args: argparse.Namespace) -> int:
     check_stream(args, jobs)
     settings = model.sisr_inference
     if len(jobs) > 1:
-        log.info("upscaling %d images x%d with %s on %s (%s)", len(jobs), model.scale, args.model,
-                 settings.device, settings.precision)
+        log.info(
+            "upscaling %d images x%d with %s on %s (%s)",
+            len(jobs),
+            model.scale,
+            args.model,
+            settings.device,
+            settings.precision,
+        )
     bar = _progress(jobs)
     failures = 0
     for job in bar if bar is not None else jobs:

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
-
 
 from .. import image_io
 from ..errors import SisrError
@@ -58,15 +58,21 @@ DIV2K_VALID_HR_ARCHIVE = Resource(
     "DIV2K_valid_HR.zip",
 )
 DIV2K_VALID_LR_BICUBIC_ARCHIVES = {
-    2: Resource(_DIV2K_URL + "DIV2K_valid_LR_bicubic_X2.zip",
-                "60eed9875c697df51204aa579e2a699e1d5215095788a097ff54dd17e2664d57",
-                "DIV2K_valid_LR_bicubic_X2.zip"),
-    3: Resource(_DIV2K_URL + "DIV2K_valid_LR_bicubic_X3.zip",
-                "04b9a2ed3b4a0715d3924d3ae8514830c3328fac8d30512ce716d6f419e052a3",
-                "DIV2K_valid_LR_bicubic_X3.zip"),
-    4: Resource(_DIV2K_URL + "DIV2K_valid_LR_bicubic_X4.zip",
-                "a50a5d1c4b88de4e8d300d8fb2b904c52fe93b2b298a4899697760d7cbb6d553",
-                "DIV2K_valid_LR_bicubic_X4.zip"),
+    2: Resource(
+        _DIV2K_URL + "DIV2K_valid_LR_bicubic_X2.zip",
+        "60eed9875c697df51204aa579e2a699e1d5215095788a097ff54dd17e2664d57",
+        "DIV2K_valid_LR_bicubic_X2.zip",
+    ),
+    3: Resource(
+        _DIV2K_URL + "DIV2K_valid_LR_bicubic_X3.zip",
+        "04b9a2ed3b4a0715d3924d3ae8514830c3328fac8d30512ce716d6f419e052a3",
+        "DIV2K_valid_LR_bicubic_X3.zip",
+    ),
+    4: Resource(
+        _DIV2K_URL + "DIV2K_valid_LR_bicubic_X4.zip",
+        "a50a5d1c4b88de4e8d300d8fb2b904c52fe93b2b298a4899697760d7cbb6d553",
+        "DIV2K_valid_LR_bicubic_X4.zip",
+    ),
 }
 
 
@@ -96,25 +102,53 @@ class BenchmarkSpec:
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     spec.name: spec
     for spec in [
-        BenchmarkSpec("Set5", "5 images (Bevilacqua et al. 2012)", local_folders=("Set5",),
-                      folder="benchmark/Set5", hr_archives=(EDSR_BENCHMARK_ARCHIVE,)),
-        BenchmarkSpec("Set14", "14 images (Zeyde et al. 2010); bridge is grayscale",
-                      local_folders=("Set14",), folder="benchmark/Set14",
-                      hr_archives=(EDSR_BENCHMARK_ARCHIVE,)),
-        BenchmarkSpec("BSD100", "100 natural images of the Berkeley segmentation test set",
-                      aliases=("B100",), local_folders=("BSD100", "B100"), folder="benchmark/B100",
-                      hr_archives=(EDSR_BENCHMARK_ARCHIVE,)),
-        BenchmarkSpec("Urban100", "100 urban scenes rich in regular structure (Huang et al. 2015)",
-                      local_folders=("Urban100",), folder="benchmark/Urban100",
-                      hr_archives=(EDSR_BENCHMARK_ARCHIVE,)),
-        BenchmarkSpec("Manga109", "109 manga volumes' covers (Matsui et al. 2017)",
-                      local_folders=("Manga109",), folder="Manga109",
-                      manual_download="its licence allows distribution only on request: ask for it "
-                                      "at http://www.manga109.org/en/download.html"),
-        BenchmarkSpec("DIV2K-valid", "DIV2K validation images 0801-0900 (Agustsson & Timofte 2017)",
-                      aliases=("DIV2K", "DIV2K_valid"), local_folders=("DIV2K-valid", "DIV2K"),
-                      extract_into="DIV2K", folder="DIV2K", hr_archives=(DIV2K_VALID_HR_ARCHIVE,),
-                      lr_archives=DIV2K_VALID_LR_BICUBIC_ARCHIVES),
+        BenchmarkSpec(
+            "Set5",
+            "5 images (Bevilacqua et al. 2012)",
+            local_folders=("Set5",),
+            folder="benchmark/Set5",
+            hr_archives=(EDSR_BENCHMARK_ARCHIVE,),
+        ),
+        BenchmarkSpec(
+            "Set14",
+            "14 images (Zeyde et al. 2010); bridge is grayscale",
+            local_folders=("Set14",),
+            folder="benchmark/Set14",
+            hr_archives=(EDSR_BENCHMARK_ARCHIVE,),
+        ),
+        BenchmarkSpec(
+            "BSD100",
+            "100 natural images of the Berkeley segmentation test set",
+            aliases=("B100",),
+            local_folders=("BSD100", "B100"),
+            folder="benchmark/B100",
+            hr_archives=(EDSR_BENCHMARK_ARCHIVE,),
+        ),
+        BenchmarkSpec(
+            "Urban100",
+            "100 urban scenes rich in regular structure (Huang et al. 2015)",
+            local_folders=("Urban100",),
+            folder="benchmark/Urban100",
+            hr_archives=(EDSR_BENCHMARK_ARCHIVE,),
+        ),
+        BenchmarkSpec(
+            "Manga109",
+            "109 manga volumes' covers (Matsui et al. 2017)",
+            local_folders=("Manga109",),
+            folder="Manga109",
+            manual_download="its licence allows distribution only on request: ask for it "
+            "at http://www.manga109.org/en/download.html",
+        ),
+        BenchmarkSpec(
+            "DIV2K-valid",
+            "DIV2K validation images 0801-0900 (Agustsson & Timofte 2017)",
+            aliases=("DIV2K", "DIV2K_valid"),
+            local_folders=("DIV2K-valid", "DIV2K"),
+            extract_into="DIV2K",
+            folder="DIV2K",
+            hr_archives=(DIV2K_VALID_HR_ARCHIVE,),
+            lr_archives=DIV2K_VALID_LR_BICUBIC_ARCHIVES,
+        ),
     ]
 }
 
@@ -148,8 +182,9 @@ def benchmark_names() -> list[str]:
     return list(BENCHMARKS)
 
 
-def load_benchmark(name_or_path: str | Path, scale: int, root: str | Path | None = None, *,
-                   progress: bool = True) -> BenchmarkSet:
+def load_benchmark(
+    name_or_path: str | Path, scale: int, root: str | Path | None = None, *, progress: bool = True
+) -> BenchmarkSet:
     """Find a test set by path or registry name and list its HR/LR pairs.
 
     Order: an existing path; `<root>/<name>` (also `<root>/benchmark/<name>`);
@@ -171,8 +206,9 @@ def load_benchmark(name_or_path: str | Path, scale: int, root: str | Path | None
                     return load_folder(candidate, scale, name=spec.name if spec else None)
     if spec is None:
         looked = f" or under {root}" if root is not None else ""
-        raise SisrError(f"{text}: no such folder{looked}, and not a known test set "
-                        f"(known: {', '.join(benchmark_names())})")
+        raise SisrError(
+            f"{text}: no such folder{looked}, and not a known test set (known: {', '.join(benchmark_names())})"
+        )
     return load_folder(_cached_folder(spec, scale, progress), scale, name=spec.name)
 
 
@@ -197,8 +233,7 @@ def load_folder(folder: str | Path, scale: int, name: str | None = None) -> Benc
     if lr_dir is not None and not lr_dir.is_dir():
         log.info("%s: no LR images for x%d; making them with MATLAB-exact bicubic", folder, scale)
         lr_dir = None
-    pairs = [ImagePair(path.stem, path, _find_lr(path, lr_dir, scale) if lr_dir else None)
-             for path in hr_paths]
+    pairs = [ImagePair(path.stem, path, _find_lr(path, lr_dir, scale) if lr_dir else None) for path in hr_paths]
     return BenchmarkSet(name or folder.name, scale, folder, pairs)
 
 
@@ -213,10 +248,10 @@ def load_pair(pair: ImagePair, scale: int) -> tuple[np.ndarray, np.ndarray]:
     if lr.shape[:2] != expected:
         raise SisrError(
             f"{pair.lr_path}: LR is {lr.shape[1]}x{lr.shape[0]} but {pair.hr_path} is "
-            f"{hr.shape[1]}x{hr.shape[0]}, which at x{scale} needs {expected[1]}x{expected[0]}")
+            f"{hr.shape[1]}x{hr.shape[0]}, which at x{scale} needs {expected[1]}x{expected[0]}"
+        )
     if lr.ndim != hr.ndim:
-        raise SisrError(f"{pair.lr_path}: {_describe_channels(lr)} but {pair.hr_path} is "
-                        f"{_describe_channels(hr)}")
+        raise SisrError(f"{pair.lr_path}: {_describe_channels(lr)} but {pair.hr_path} is {_describe_channels(hr)}")
     return hr[: expected[0] * scale, : expected[1] * scale], lr
 
 
@@ -258,13 +293,17 @@ def _cached_folder(spec: BenchmarkSpec, scale: int, progress: bool) -> Path:
     if spec.manual_download is not None:
         if folder.is_dir():
             return folder
-        raise SisrError(f"{spec.name} cannot be downloaded automatically: {spec.manual_download}. "
-                        f"Put its images in {folder / 'HR'} (or pass a folder or --data-root)")
+        raise SisrError(
+            f"{spec.name} cannot be downloaded automatically: {spec.manual_download}. "
+            f"Put its images in {folder / 'HR'} (or pass a folder or --data-root)"
+        )
     for archive in spec.archives_for(scale):
         fetch_and_extract(archive, datasets / spec.extract_into, progress=progress)
     if not folder.is_dir():
-        raise SisrError(f"{folder}: missing after extracting {spec.name}'s archives; delete "
-                        f"{datasets / spec.extract_into} to extract them again")
+        raise SisrError(
+            f"{folder}: missing after extracting {spec.name}'s archives; delete "
+            f"{datasets / spec.extract_into} to extract them again"
+        )
     return folder
 
 
@@ -276,14 +315,18 @@ def _layout(folder: Path, scale: int) -> tuple[Path, Path | None]:
         return folder / "DIV2K_valid_HR", folder / "DIV2K_valid_LR_bicubic" / f"X{scale}"
     if _image_files(folder):
         return folder, None
-    raise SisrError(f"{folder}: no test images: expected HR/ (with LR_bicubic/X{scale}/), "
-                    f"DIV2K_valid_HR/ (with DIV2K_valid_LR_bicubic/X{scale}/) or image files")
+    raise SisrError(
+        f"{folder}: no test images: expected HR/ (with LR_bicubic/X{scale}/), "
+        f"DIV2K_valid_HR/ (with DIV2K_valid_LR_bicubic/X{scale}/) or image files"
+    )
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.iterdir()
-                  if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-                  and path.is_file())
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+    )
 
 
 def _find_lr(hr_path: Path, lr_dir: Path, scale: int) -> Path:
@@ -293,8 +336,9 @@ def _find_lr(hr_path: Path, lr_dir: Path, scale: int) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise SisrError(f"{hr_path}: no LR image for it in {lr_dir} (looked for {candidates[0].name} "
-                    f"and {candidates[1].name})")
+    raise SisrError(
+        f"{hr_path}: no LR image for it in {lr_dir} (looked for {candidates[0].name} and {candidates[1].name})"
+    )
 
 
 def _downscale(hr: np.ndarray, scale: int) -> np.ndarray:

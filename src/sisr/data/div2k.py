@@ -113,14 +113,17 @@ def _has_images(folder: Path) -> bool:
     return folder.is_dir() and any(path.suffix.lower() == ".png" for path in folder.iterdir())
 
 
-def _ensure_folder(folder: Path, archive: str, root: Path, archives: Path, source: Div2kSource,
-                   download_missing: bool, progress: bool) -> None:
+def _ensure_folder(
+    folder: Path, archive: str, root: Path, archives: Path, source: Div2kSource, download_missing: bool, progress: bool
+) -> None:
     """Download and extract `archive` unless its folder is there already."""
     if extraction_marker(archive, root).exists() or _has_images(folder):
         return
     if not download_missing:
-        raise SisrError(f"{folder}: DIV2K images not found, and downloading is off "
-                        f"(get {source.base_url}{archive} and unpack it into {root})")
+        raise SisrError(
+            f"{folder}: DIV2K images not found, and downloading is off "
+            f"(get {source.base_url}{archive} and unpack it into {root})"
+        )
     resource = source.resource(archive)
     log.info("DIV2K: fetching %s into %s", archive, root)
     path = download(resource.url, archives / resource.filename, resource.sha256, progress=progress)
@@ -161,8 +164,7 @@ def div2k_pairs(
     source: Div2kSource = OFFICIAL,
 ) -> list[TrainingPair]:
     """The HR/LR pairs of a DIV2K subset (the first `limit` images if given), fetched if needed."""
-    hr, lr = ensure_div2k(subset, scale, downgrade, data_root, download=download, progress=progress,
-                          source=source)
+    hr, lr = ensure_div2k(subset, scale, downgrade, data_root, download=download, progress=progress, source=source)
     pairs = paired_folders(hr, lr, scale)
     first, last = SUBSETS[subset]
     if len(pairs) != last - first + 1:

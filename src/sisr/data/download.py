@@ -30,9 +30,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import SisrError
 from ..files import atomic_write, exclusive_lock
@@ -119,8 +119,12 @@ def download(
         os.replace(part, dest)
         if expected is None and recorded is None:
             _record_sha256(dest, actual)
-            log.info("no published sha256 for %s: recorded %s in %s (trust on first use)",
-                     url, actual, recorded_sha256_path(dest))
+            log.info(
+                "no published sha256 for %s: recorded %s in %s (trust on first use)",
+                url,
+                actual,
+                recorded_sha256_path(dest),
+            )
     return dest
 
 
@@ -234,21 +238,25 @@ def _existing_file_is_valid(dest: Path, expected: str | None) -> bool:
     return False
 
 
-def _check_digest(url: str, part: Path, expected: str | None, recorded: str | None, actual: str,
-                  dest: Path) -> None:
+def _check_digest(url: str, part: Path, expected: str | None, recorded: str | None, actual: str, dest: Path) -> None:
     if expected is not None and actual != expected:
         part.unlink(missing_ok=True)
-        raise SisrError(f"{url}: checksum mismatch: expected sha256 {expected}, got {actual}; "
-                        f"the download was deleted (a changed or corrupted file on the server?)")
+        raise SisrError(
+            f"{url}: checksum mismatch: expected sha256 {expected}, got {actual}; "
+            f"the download was deleted (a changed or corrupted file on the server?)"
+        )
     if expected is None and recorded is not None and actual != recorded:
         part.unlink(missing_ok=True)
-        raise SisrError(f"{url}: the file changed since it was first downloaded: sha256 {actual}, "
-                        f"recorded {recorded} in {recorded_sha256_path(dest)}; delete that record "
-                        f"to trust the new file")
+        raise SisrError(
+            f"{url}: the file changed since it was first downloaded: sha256 {actual}, "
+            f"recorded {recorded} in {recorded_sha256_path(dest)}; delete that record "
+            f"to trust the new file"
+        )
 
 
-def _fetch_with_retries(url: str, part: Path, dest: Path, progress: bool, timeout: float,
-                        retries: int, expected: str | None) -> str:
+def _fetch_with_retries(
+    url: str, part: Path, dest: Path, progress: bool, timeout: float, retries: int, expected: str | None
+) -> str:
     for attempt in range(retries + 1):
         try:
             return _fetch_once(url, part, dest, progress, timeout, expected)
@@ -257,15 +265,21 @@ def _fetch_with_retries(url: str, part: Path, dest: Path, progress: bool, timeou
             if attempt == retries:
                 raise SisrError(
                     f"{url}: download interrupted ({interruption}); {kept} bytes are kept in {part} "
-                    f"and the next attempt resumes from there") from None
-            log.warning("%s: download interrupted (%s); resuming from byte %d (retry %d of %d)",
-                        url, interruption, kept, attempt + 1, retries)
+                    f"and the next attempt resumes from there"
+                ) from None
+            log.warning(
+                "%s: download interrupted (%s); resuming from byte %d (retry %d of %d)",
+                url,
+                interruption,
+                kept,
+                attempt + 1,
+                retries,
+            )
             time.sleep(min(attempt, 5))
     raise AssertionError("unreachable")
 
 
-def _fetch_once(url: str, part: Path, dest: Path, progress: bool, timeout: float,
-                expected: str | None) -> str:
+def _fetch_once(url: str, part: Path, dest: Path, progress: bool, timeout: float, expected: str | None) -> str:
     """One HTTP request; appends to `part` when the server honours Range."""
     offset = part.stat().st_size if part.exists() else 0
     response = _open(url, offset, dest, timeout, expected)
@@ -289,8 +303,7 @@ def _fetch_once(url: str, part: Path, dest: Path, progress: bool, timeout: float
         length = _content_length(response)
         total = None if length is None else offset + length
         received = 0
-        with open(part, "ab" if offset else "wb") as out, \
-                _progress(progress, dest.name, url, total, offset) as advance:
+        with open(part, "ab" if offset else "wb") as out, _progress(progress, dest.name, url, total, offset) as advance:
             while True:
                 try:
                     chunk = response.read(CHUNK_BYTES)
@@ -309,8 +322,7 @@ def _fetch_once(url: str, part: Path, dest: Path, progress: bool, timeout: float
     return hasher.hexdigest()
 
 
-def _open(url: str, offset: int, dest: Path, timeout: float,
-          expected: str | None) -> http.client.HTTPResponse | None:
+def _open(url: str, offset: int, dest: Path, timeout: float, expected: str | None) -> http.client.HTTPResponse | None:
     """Start the request; None when the server rejects the range (HTTP 416)."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if offset:
@@ -321,13 +333,15 @@ def _open(url: str, offset: int, dest: Path, timeout: float,
         error.close()
         if error.code == 416 and offset:
             return None
-        raise SisrError(f"{url}: the server answered HTTP {error.code} {error.reason}. "
-                        f"{_by_hand(url, dest, expected)}") from None
+        raise SisrError(
+            f"{url}: the server answered HTTP {error.code} {error.reason}. {_by_hand(url, dest, expected)}"
+        ) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
         host = urllib.parse.urlsplit(url).netloc or url
-        raise SisrError(f"cannot reach {host} ({reason}): this machine looks offline. "
-                        f"{_by_hand(url, dest, expected)}") from None
+        raise SisrError(
+            f"cannot reach {host} ({reason}): this machine looks offline. {_by_hand(url, dest, expected)}"
+        ) from None
 
 
 def _by_hand(url: str, dest: Path, expected: str | None) -> str:
@@ -356,8 +370,9 @@ def _progress(enabled: bool, label: str, url: str, total: int | None, initial: i
     if sys.stderr.isatty():
         from tqdm import tqdm
 
-        with tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
-                  desc=label, file=sys.stderr) as bar:
+        with tqdm(
+            total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=sys.stderr
+        ) as bar:
             yield bar.update
         return
     log.info("downloading %s (%s)", url, "size unknown" if total is None else f"{total / 2**20:.1f} MiB")
@@ -393,8 +408,10 @@ def _unpack(archive: Path, staging: Path) -> None:
                 else:  # Python < 3.10.12: the checks above are the only guard
                     bundle.extractall(staging, members=members)
         else:
-            raise SisrError(f"{archive}: neither a zip nor a tar archive (a truncated download or an "
-                            f"error page?); delete it and run again")
+            raise SisrError(
+                f"{archive}: neither a zip nor a tar archive (a truncated download or an "
+                f"error page?); delete it and run again"
+            )
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
         raise SisrError(f"{archive}: cannot extract ({error}); delete it and run again") from None
 
@@ -403,8 +420,10 @@ def _refuse_escape(archive: Path, name: str, staging: Path) -> None:
     root = staging.resolve()
     target = (root / name).resolve()
     if os.path.isabs(name) or re.match(r"^[A-Za-z]:", name) or not target.is_relative_to(root):
-        raise SisrError(f"{archive}: member {name!r} would be written outside the destination "
-                        f"folder; refusing to extract this archive")
+        raise SisrError(
+            f"{archive}: member {name!r} would be written outside the destination "
+            f"folder; refusing to extract this archive"
+        )
 
 
 def _check_tar_member(archive: Path, member: tarfile.TarInfo, staging: Path) -> None:
@@ -414,8 +433,7 @@ def _check_tar_member(archive: Path, member: tarfile.TarInfo, staging: Path) -> 
     elif member.islnk():
         _refuse_escape(archive, member.linkname, staging)
     elif not (member.isfile() or member.isdir()):
-        raise SisrError(f"{archive}: member {member.name!r} is a device or pipe; refusing to extract "
-                        f"this archive")
+        raise SisrError(f"{archive}: member {member.name!r} is a device or pipe; refusing to extract this archive")
 
 
 def _merge_into(source: Path, target: Path) -> None:

@@ -28,10 +28,10 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -64,8 +64,10 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise SisrError(f"{folder}: no such folder of training images")
     found = [
-        path for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES
+        and path.is_file()
         and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     ]
     return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
@@ -76,8 +78,9 @@ def _relative_stem(path: Path, folder: Path) -> str:
 
 
 def _no_images(folder: Path) -> SisrError:
-    return SisrError(f"{folder}: no training images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
-                     "in subfolders too)")
+    return SisrError(
+        f"{folder}: no training images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, in subfolders too)"
+    )
 
 
 def hr_only_pairs(folder: str | os.PathLike) -> list[TrainingPair]:
@@ -138,8 +141,9 @@ def raise_problems(problems: Sequence[str], what: str) -> None:
         return
     shown = list(problems[:50])
     more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
-    raise SisrError(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the {what}:\n  "
-                    + "\n  ".join(shown) + more)
+    raise SisrError(
+        f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the {what}:\n  " + "\n  ".join(shown) + more
+    )
 
 
 # --- decoding and caching ----------------------------------------------------
@@ -242,8 +246,9 @@ class TrainingImages:
         return hr[: height * self.scale, : width * self.scale], lr
 
 
-def _check_sizes(pair: TrainingPair, hr_shape: Sequence[int], lr_shape: Sequence[int], scale: int,
-                 lr_patch: int) -> list[str]:
+def _check_sizes(
+    pair: TrainingPair, hr_shape: Sequence[int], lr_shape: Sequence[int], scale: int, lr_patch: int
+) -> list[str]:
     problems = []
     expected = (hr_shape[0] // scale, hr_shape[1] // scale)
     if tuple(lr_shape[:2]) != expected:
@@ -251,12 +256,16 @@ def _check_sizes(pair: TrainingPair, hr_shape: Sequence[int], lr_shape: Sequence
         hint = f" (HR/LR is about x{ratio:.2f}: scale mismatch?)" if abs(ratio - scale) > 0.5 else ""
         problems.append(
             f"{pair.lr_path}: LR is {lr_shape[1]}x{lr_shape[0]} but HR {pair.hr_path.name} is "
-            f"{hr_shape[1]}x{hr_shape[0]}, which at x{scale} needs {expected[1]}x{expected[0]}{hint}")
+            f"{hr_shape[1]}x{hr_shape[0]}, which at x{scale} needs {expected[1]}x{expected[0]}{hint}"
+        )
     elif min(lr_shape[:2]) < lr_patch:
-        problems.append(TooSmall(
-            f"{pair.hr_path}: {hr_shape[1]}x{hr_shape[0]} is smaller than one training patch "
-            f"({lr_patch * scale}x{lr_patch * scale} HR, {lr_patch}x{lr_patch} LR at x{scale})",
-            f"leave it out, use --patch-size {min(lr_shape[:2]) * scale} or less, or --set data.skip_small=true"))
+        problems.append(
+            TooSmall(
+                f"{pair.hr_path}: {hr_shape[1]}x{hr_shape[0]} is smaller than one training patch "
+                f"({lr_patch * scale}x{lr_patch * scale} HR, {lr_patch}x{lr_patch} LR at x{scale})",
+                f"leave it out, use --patch-size {min(lr_shape[:2]) * scale} or less, or --set data.skip_small=true",
+            )
+        )
     return problems
 
 
@@ -265,21 +274,25 @@ class TooSmall(str):
 
     fact: str
 
-    def __new__(cls, fact: str, advice: str) -> "TooSmall":
+    def __new__(cls, fact: str, advice: str) -> TooSmall:
         problem = super().__new__(cls, f"{fact}: {advice}")
         problem.fact = fact
         return problem
 
 
-def _prepare_one(pair: TrainingPair, scale: int, lr_patch: int, cache: str,
-                 cache_dir: Path | None) -> tuple[tuple[Stored, Stored, tuple[int, int]] | None, list[str]]:
+def _prepare_one(
+    pair: TrainingPair, scale: int, lr_patch: int, cache: str, cache_dir: Path | None
+) -> tuple[tuple[Stored, Stored, tuple[int, int]] | None, list[str]]:
     """Decode (or find in the cache) one pair and check it; returns (stored arrays, problems)."""
     hr_file = lr_file = None
     if cache == "disk":
         assert cache_dir is not None
         hr_file = cache_dir / f"{_file_key(pair.hr_path)}.npy"
-        lr_file = (cache_dir / f"{_file_key(pair.lr_path)}.npy" if pair.lr_path is not None
-                   else cache_dir / f"{_file_key(pair.hr_path)}-bicubic-x{scale}.npy")
+        lr_file = (
+            cache_dir / f"{_file_key(pair.lr_path)}.npy"
+            if pair.lr_path is not None
+            else cache_dir / f"{_file_key(pair.hr_path)}-bicubic-x{scale}.npy"
+        )
         hr_shape, lr_shape = _npy_shape(hr_file), _npy_shape(lr_file)
         if hr_shape is not None and lr_shape is not None:
             problems = _check_sizes(pair, hr_shape, lr_shape, scale, lr_patch)
@@ -341,8 +354,11 @@ def prepare_training_images(
         folder = Path(cache_dir) if cache_dir else default_decoded_cache()
         folder.mkdir(parents=True, exist_ok=True)
     threads = threads or min(8, os.cpu_count() or 1)
-    log.info("preparing %d training images (decoded once%s)", len(pairs),
-             f", cached in {folder}" if folder else ", kept in memory")
+    log.info(
+        "preparing %d training images (decoded once%s)",
+        len(pairs),
+        f", cached in {folder}" if folder else ", kept in memory",
+    )
     results: list = [None] * len(pairs)
     problems: list[str] = []
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -434,10 +450,11 @@ class PatchSamples(Dataset):
         plan = self.plan(sample)
         hr, lr = self.images.arrays(plan.image)
         p, s = self.lr_patch, self.scale
-        lr_patch = lr[plan.top: plan.top + p, plan.left: plan.left + p]
-        hr_patch = hr[plan.top * s: (plan.top + p) * s, plan.left * s: (plan.left + p) * s]
-        return _to_chw(augment(lr_patch, plan.flip, plan.quarter_turns)), \
-            _to_chw(augment(hr_patch, plan.flip, plan.quarter_turns))
+        lr_patch = lr[plan.top : plan.top + p, plan.left : plan.left + p]
+        hr_patch = hr[plan.top * s : (plan.top + p) * s, plan.left * s : (plan.left + p) * s]
+        return _to_chw(augment(lr_patch, plan.flip, plan.quarter_turns)), _to_chw(
+            augment(hr_patch, plan.flip, plan.quarter_turns)
+        )
 
 
 def _to_chw(patch: np.ndarray) -> torch.Tensor:
@@ -476,11 +493,23 @@ def _ignore_interrupts(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def patch_loader(samples: PatchSamples, batch_size: int, *, start_sample: int = 0, rank: int = 0,
-                 world_size: int = 1, workers: int = 0, pin_memory: bool = False) -> DataLoader:
+def patch_loader(
+    samples: PatchSamples,
+    batch_size: int,
+    *,
+    start_sample: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
     """An endless DataLoader of (LR, HR) uint8 batches starting at sample `start_sample`."""
     options = {"prefetch_factor": 4, "worker_init_fn": _ignore_interrupts} if workers > 0 else {}
     return DataLoader(
-        samples, batch_size=batch_size, sampler=StepSampler(start_sample, batch_size, rank, world_size),
-        num_workers=workers, pin_memory=pin_memory, **options,
+        samples,
+        batch_size=batch_size,
+        sampler=StepSampler(start_sample, batch_size, rank, world_size),
+        num_workers=workers,
+        pin_memory=pin_memory,
+        **options,
     )

@@ -503,6 +503,8 @@ def bicubic_downgrade(hr: Any, scale: int) -> tuple[Any, Any]:
     if height == 0 or width == 0:
         from ..errors import SisrError
 
-        raise SisrError(f"an image of {hr.shape[height_axis + 1]}x{hr.shape[height_axis]} is smaller than the scale x{scale}")
+        raise SisrError(
+            f"an image of {hr.shape[height_axis + 1]}x{hr.shape[height_axis]} is smaller than the scale x{scale}"
+        )
     hr = hr[..., :height, :width, :] if channels_last else hr[..., :height, :width]
     return hr, matlab_imresize(hr, scale=1 / scale)

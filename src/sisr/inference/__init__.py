@@ -8,11 +8,24 @@ much tile overlap makes tiled output identical to untiled output.
 
 from .precision import PRECISIONS, fold_weight_norm, prepare_model, resolve_device
 from .receptive_field import receptive_field
-from .tiling import Span, Tile, plan_tiles, split_axis
 from .streaming import upscale_to_tiff
+from .tiling import Span, Tile, plan_tiles, split_axis
 from .upscale import AUTO_TILE, MIN_SIZE, WHOLE_IMAGE_PIXELS, auto_tile, upscale
 
 __all__ = [
-    "AUTO_TILE", "MIN_SIZE", "PRECISIONS", "Span", "Tile", "WHOLE_IMAGE_PIXELS", "auto_tile", "fold_weight_norm",
-    "plan_tiles", "prepare_model", "receptive_field", "resolve_device", "split_axis", "upscale", "upscale_to_tiff",
+    "AUTO_TILE",
+    "MIN_SIZE",
+    "PRECISIONS",
+    "WHOLE_IMAGE_PIXELS",
+    "Span",
+    "Tile",
+    "auto_tile",
+    "fold_weight_norm",
+    "plan_tiles",
+    "prepare_model",
+    "receptive_field",
+    "resolve_device",
+    "split_axis",
+    "upscale",
+    "upscale_to_tiff",
 ]

@@ -91,17 +91,17 @@ def runs_fast_bf16(x: torch.Tensor) -> bool:
 def runs_fast(x: torch.Tensor) -> bool:
     """Whether the fast paths apply: float32 on the CPU, no autocast, no autograd."""
     return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not torch.is_grad_enabled()
-        and not _autocast_enabled()
+        x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled() and not _autocast_enabled()
     )
 
 
 def _is_plain(conv: nn.Conv2d) -> bool:
     return (
-        conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-        and isinstance(conv.padding, tuple) and conv.padding_mode == "zeros"
+        conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and isinstance(conv.padding, tuple)
+        and conv.padding_mode == "zeros"
     )
 
 
@@ -142,16 +142,20 @@ class FusedWideBlockB(nn.Module):
             return self.expand_matrix, self.expand_bias, self.reduce_matrix, self.reduce_bias
         cached = self.__dict__.setdefault("_cast", {})
         if dtype not in cached:
-            cached[dtype] = tuple(t.to(dtype) for t in (
-                self.expand_matrix, self.expand_bias, self.reduce_matrix, self.reduce_bias))
+            cached[dtype] = tuple(
+                t.to(dtype) for t in (self.expand_matrix, self.expand_bias, self.reduce_matrix, self.reduce_bias)
+            )
         return cached[dtype]
 
     def _packed(self) -> native.PackedPair:
         """The pair in the native kernel's layout, packed on first use."""
         if "_native" not in self.__dict__:
             self.__dict__["_native"] = native.pack_pair(
-                self.expand_matrix, self.expand_bias, self.reduce_matrix[:, : self.narrow],
-                self.reduce_bias[: self.narrow])
+                self.expand_matrix,
+                self.expand_bias,
+                self.reduce_matrix[:, : self.narrow],
+                self.reduce_bias[: self.narrow],
+            )
         return self.__dict__["_native"]
 
     def low_rank(self, x: torch.Tensor) -> torch.Tensor:
@@ -223,8 +227,14 @@ class FusedWideBodyB(nn.Module):
                 native.wdsr_pair(pixels, block._packed(), low.view(-1, block.narrow))
             else:
                 summed = torch.empty_like(x)
-                native.wdsr_pair(pixels, block._packed(), low.view(-1, block.narrow), skip=_pixel_rows(pending[0]),
-                                 skip_scale=pending[1], summed=_pixel_rows(summed))
+                native.wdsr_pair(
+                    pixels,
+                    block._packed(),
+                    low.view(-1, block.narrow),
+                    skip=_pixel_rows(pending[0]),
+                    skip_scale=pending[1],
+                    summed=_pixel_rows(summed),
+                )
                 x = summed
             out = block.conv(low.permute(0, 3, 1, 2)).contiguous(memory_format=torch.channels_last)
             pending = (out, block.res_scale)
@@ -354,7 +364,8 @@ def _streamable(layers: list[nn.Module]) -> bool:
         and any(isinstance(layer, nn.PixelShuffle) for layer in layers)
         and all(isinstance(layer, (nn.Conv2d, nn.PixelShuffle)) for layer in layers)
         and all(
-            _is_plain(conv) and conv.kernel_size[0] % 2 == 1
+            _is_plain(conv)
+            and conv.kernel_size[0] % 2 == 1
             and conv.padding == (conv.kernel_size[0] // 2, conv.kernel_size[1] // 2)
             for conv in convs
         )
@@ -424,8 +435,9 @@ class FoldedWdsrOutput(nn.Module):
     float rounding. The network's own `tail` and `skip` stay as they are.
     """
 
-    def __init__(self, tail_conv: nn.Conv2d, skip_conv: nn.Conv2d, shuffle: nn.PixelShuffle, scale: float,
-                 mean: torch.Tensor) -> None:
+    def __init__(
+        self, tail_conv: nn.Conv2d, skip_conv: nn.Conv2d, shuffle: nn.PixelShuffle, scale: float, mean: torch.Tensor
+    ) -> None:
         super().__init__()
         self.tail = copy.deepcopy(tail_conv)
         self.skip = copy.deepcopy(skip_conv)
@@ -457,11 +469,15 @@ def _fold_wdsr_output(model: nn.Module) -> None:
         return
     tail_conv, shuffle = model.tail
     skip_conv = model.skip[0]
-    if not (isinstance(tail_conv, nn.Conv2d) and isinstance(skip_conv, nn.Conv2d)
-            and isinstance(shuffle, nn.PixelShuffle) and tail_conv.bias is not None and skip_conv.bias is not None):
+    if not (
+        isinstance(tail_conv, nn.Conv2d)
+        and isinstance(skip_conv, nn.Conv2d)
+        and isinstance(shuffle, nn.PixelShuffle)
+        and tail_conv.bias is not None
+        and skip_conv.bias is not None
+    ):
         return
-    model.folded_output = FoldedWdsrOutput(tail_conv, skip_conv, shuffle, model.normalize.scale,
-                                           model.normalize.mean)
+    model.folded_output = FoldedWdsrOutput(tail_conv, skip_conv, shuffle, model.normalize.scale, model.normalize.mean)
     model.forward = _wdsr_forward.__get__(model)
 
 
@@ -479,8 +495,11 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
                 setattr(parent, name, fused)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Sequential) and len(child) > 1 and all(
-                    isinstance(block, FusedWideBlockB) for block in child):
+            if (
+                isinstance(child, nn.Sequential)
+                and len(child) > 1
+                and all(isinstance(block, FusedWideBlockB) for block in child)
+            ):
                 setattr(parent, name, FusedWideBodyB(list(child)))
     _stream_upsamplers(model)
     _fold_wdsr_output(model)

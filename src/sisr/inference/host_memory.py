@@ -38,7 +38,7 @@ MMAP_THRESHOLD = 32 * 2**20
 TRIM_THRESHOLD = 1024 * 2**20
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def keep_freed_memory() -> bool:
     """Tune glibc's malloc as described above, once per process; True if it was tuned."""
     if os.environ.get("SISR_KEEP_FREED_MEMORY", "").strip() == "0":
@@ -54,6 +54,10 @@ def keep_freed_memory() -> bool:
     gnu_get_libc_version.restype = ctypes.c_char_p
     tuned = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     if tuned:
-        log.debug("glibc %s malloc: blocks up to %d MB from the heap, %d MB of freed memory kept",
-                  gnu_get_libc_version().decode(), MMAP_THRESHOLD >> 20, TRIM_THRESHOLD >> 20)
+        log.debug(
+            "glibc %s malloc: blocks up to %d MB from the heap, %d MB of freed memory kept",
+            gnu_get_libc_version().decode(),
+            MMAP_THRESHOLD >> 20,
+            TRIM_THRESHOLD >> 20,
+        )
     return tuned

@@ -122,8 +122,7 @@ def to_source(image: Any) -> SourceImage:
     if Image is not None and isinstance(image, Image.Image):
         if image.mode not in PIL_MODES:
             raise SisrError(
-                f"PIL image in mode {image.mode!r}: use one of {', '.join(PIL_MODES)} "
-                "(e.g. image.convert('RGB') first)"
+                f"PIL image in mode {image.mode!r}: use one of {', '.join(PIL_MODES)} (e.g. image.convert('RGB') first)"
             )
         return _from_numpy(np.asarray(image), "pil", image.mode)
     raise SisrError(f"cannot upscale a {type(image).__name__}: pass a numpy array, a PIL image or a float NCHW tensor")
@@ -167,7 +166,10 @@ class Canvas:
     """
 
     def __init__(
-        self, source: SourceImage, scale: int, rows: tuple[int, int] | None = None,
+        self,
+        source: SourceImage,
+        scale: int,
+        rows: tuple[int, int] | None = None,
         device: torch.device | None = None,
     ) -> None:
         """`rows`: only the output of these LR rows [start, stop) is held (a band, for streaming);
@@ -187,7 +189,10 @@ class Canvas:
         else:
             pinned = None
             if (
-                source.maximum == 255 and device is not None and device.type == "cuda" and PINNED_STAGING
+                source.maximum == 255
+                and device is not None
+                and device.type == "cuda"
+                and PINNED_STAGING
                 and height * width * channels <= PINNED_CANVAS_BYTES
             ):
                 pinned = _pinned_empty((height, width, channels), torch.uint8)

@@ -48,9 +48,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -104,11 +104,13 @@ def _build(compiler: str, sources: list[Path], target: Path) -> None:
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".tmp")
     os.close(handle)
     try:
-        result = subprocess.run([compiler, *FLAGS, *map(str, sources), "-o", temporary], capture_output=True,
-                                text=True, timeout=120)
+        result = subprocess.run(
+            [compiler, *FLAGS, *map(str, sources), "-o", temporary], capture_output=True, text=True, timeout=120
+        )
         if result.returncode != 0:
-            raise OSError(f"{compiler} failed on {', '.join(source.name for source in sources)}: "
-                          f"{result.stderr.strip()[-500:]}")
+            raise OSError(
+                f"{compiler} failed on {', '.join(source.name for source in sources)}: {result.stderr.strip()[-500:]}"
+            )
         os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):
@@ -135,9 +137,11 @@ def _load() -> ctypes.CDLL:
     if missing:
         raise _Unavailable(f"the CPU lacks {', '.join(missing)}", by_design=True)
     if "avx512f" in flags and setting != "1":
-        raise _Unavailable("the CPU has AVX-512, on which PyTorch's own kernels use twice these kernels' vector "
-                           "width (not measured against each other; SISR_NATIVE_KERNELS=1 uses them anyway)",
-                           by_design=True)
+        raise _Unavailable(
+            "the CPU has AVX-512, on which PyTorch's own kernels use twice these kernels' vector "
+            "width (not measured against each other; SISR_NATIVE_KERNELS=1 uses them anyway)",
+            by_design=True,
+        )
     if "OpenMP" not in torch.__config__.parallel_info():
         raise _Unavailable("this torch does not run on OpenMP", by_design=True)
     compiler = _compiler()
@@ -159,17 +163,37 @@ def _load() -> ctypes.CDLL:
     library = ctypes.CDLL(str(target))
     added = _openmp_runtimes() - before  # none when the library's libgomp.so.1 is the one torch loaded
     if added:
-        raise _Unavailable(f"loading them brought an OpenMP runtime of their own ({', '.join(sorted(added))}) "
-                           f"beside torch's ({', '.join(sorted(before)) or 'none found'})")
-    library.sisr_wdsr_pair.argtypes = [_P, _P, ctypes.c_float, _P, _L, _I, _I, _P, _P, _I, _P, _P, _I, _P, _P, _P,
-                                       _I, _I]
+        raise _Unavailable(
+            f"loading them brought an OpenMP runtime of their own ({', '.join(sorted(added))}) "
+            f"beside torch's ({', '.join(sorted(before)) or 'none found'})"
+        )
+    library.sisr_wdsr_pair.argtypes = [
+        _P,
+        _P,
+        ctypes.c_float,
+        _P,
+        _L,
+        _I,
+        _I,
+        _P,
+        _P,
+        _I,
+        _P,
+        _P,
+        _I,
+        _P,
+        _P,
+        _P,
+        _I,
+        _I,
+    ]
     library.sisr_wdsr_pair.restype = _I
     library.sisr_conv3x3_to3.argtypes = [_P, _L, _L, _I, _P, _P, _P, _I]
     library.sisr_conv3x3_to3.restype = None
     return library
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _library_or_reason() -> ctypes.CDLL | str:
     try:
         library = _load()
@@ -228,8 +252,9 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def pack_pair(expand: torch.Tensor, expand_bias: torch.Tensor, reduce: torch.Tensor,
-              reduce_bias: torch.Tensor) -> PackedPair:
+def pack_pair(
+    expand: torch.Tensor, expand_bias: torch.Tensor, reduce: torch.Tensor, reduce_bias: torch.Tensor
+) -> PackedPair:
     """Pack `expand` [in, hidden] and `reduce` [hidden, out] (products on pixel rows) with zero padding.
 
     Padded hidden channels have zero weights and bias, so ReLU gives 0 and
@@ -254,24 +279,44 @@ def pack_pair(expand: torch.Tensor, expand_bias: torch.Tensor, reduce: torch.Ten
     side_bias = expand.new_zeros(max(side, 1))
     side_bias[:side] = reduce_bias[main:]
     return PackedPair(
-        inputs, padded, outputs, tiles, side,
-        w1.view(inputs, padded // TILE, TILE).permute(1, 0, 2).contiguous(), b1.contiguous(),
-        w2.view(padded, tiles, TILE).permute(1, 0, 2).contiguous(), b2.contiguous(),
-        side_weights.contiguous(), side_bias.contiguous(),
+        inputs,
+        padded,
+        outputs,
+        tiles,
+        side,
+        w1.view(inputs, padded // TILE, TILE).permute(1, 0, 2).contiguous(),
+        b1.contiguous(),
+        w2.view(padded, tiles, TILE).permute(1, 0, 2).contiguous(),
+        b2.contiguous(),
+        side_weights.contiguous(),
+        side_bias.contiguous(),
     )
 
 
 def _check_rows(name: str, tensor: torch.Tensor, rows: int, columns: int) -> None:
-    if (tensor.dtype != torch.float32 or tensor.device.type != "cpu" or not tensor.is_contiguous()
-            or tensor.dim() != 2 or tensor.shape[1] != columns):
-        raise ValueError(f"{name}: expected a contiguous float32 CPU tensor [n, {columns}], got "
-                         f"{tensor.dtype} {tuple(tensor.shape)} on {tensor.device}")
+    if (
+        tensor.dtype != torch.float32
+        or tensor.device.type != "cpu"
+        or not tensor.is_contiguous()
+        or tensor.dim() != 2
+        or tensor.shape[1] != columns
+    ):
+        raise ValueError(
+            f"{name}: expected a contiguous float32 CPU tensor [n, {columns}], got "
+            f"{tensor.dtype} {tuple(tensor.shape)} on {tensor.device}"
+        )
     if tensor.shape[0] != rows:
         raise ValueError(f"{name} has {tensor.shape[0]} rows, pixels {rows}")
 
 
-def wdsr_pair(pixels: torch.Tensor, packed: PackedPair, out: torch.Tensor, skip: torch.Tensor | None = None,
-              skip_scale: float = 1.0, summed: torch.Tensor | None = None) -> torch.Tensor:
+def wdsr_pair(
+    pixels: torch.Tensor,
+    packed: PackedPair,
+    out: torch.Tensor,
+    skip: torch.Tensor | None = None,
+    skip_scale: float = 1.0,
+    summed: torch.Tensor | None = None,
+) -> torch.Tensor:
     """out[n, outputs] = reduce(relu(expand(p))) for p = pixels[n, inputs], on torch's number of threads.
 
     With `skip`, p = pixels + skip_scale * skip (the previous block's residual
@@ -291,11 +336,24 @@ def wdsr_pair(pixels: torch.Tensor, packed: PackedPair, out: torch.Tensor, skip:
     if rows == 0:
         return out
     status = found.sisr_wdsr_pair(
-        pixels.data_ptr(), None if skip is None else skip.data_ptr(), skip_scale,
-        None if summed is None else summed.data_ptr(), rows, packed.inputs, packed.hidden,
-        packed.expand.data_ptr(), packed.expand_bias.data_ptr(), packed.tiles, packed.reduce.data_ptr(),
-        packed.reduce_bias.data_ptr(), packed.side, packed.side_weights.data_ptr(), packed.side_bias.data_ptr(),
-        out.data_ptr(), packed.outputs, torch.get_num_threads(),
+        pixels.data_ptr(),
+        None if skip is None else skip.data_ptr(),
+        skip_scale,
+        None if summed is None else summed.data_ptr(),
+        rows,
+        packed.inputs,
+        packed.hidden,
+        packed.expand.data_ptr(),
+        packed.expand_bias.data_ptr(),
+        packed.tiles,
+        packed.reduce.data_ptr(),
+        packed.reduce_bias.data_ptr(),
+        packed.side,
+        packed.side_weights.data_ptr(),
+        packed.side_bias.data_ptr(),
+        out.data_ptr(),
+        packed.outputs,
+        torch.get_num_threads(),
     )
     if status != 0:
         raise MemoryError("the native WDSR-B kernel could not allocate its buffers")
@@ -305,9 +363,15 @@ def wdsr_pair(pixels: torch.Tensor, packed: PackedPair, out: torch.Tensor, skip:
 def conv3x3_to3_applies(conv: torch.nn.Conv2d) -> bool:
     """Whether `conv3x3_to3` can run `conv`: 3x3, 3 outputs, inputs a multiple of 8, plain, with a bias."""
     return (
-        conv.kernel_size == (3, 3) and conv.out_channels == 3 and conv.in_channels % 8 == 0
-        and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 and conv.bias is not None
-        and conv.padding_mode == "zeros" and conv.weight.dtype == torch.float32
+        conv.kernel_size == (3, 3)
+        and conv.out_channels == 3
+        and conv.in_channels % 8 == 0
+        and conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.bias is not None
+        and conv.padding_mode == "zeros"
+        and conv.weight.dtype == torch.float32
     )
 
 
@@ -330,6 +394,14 @@ def conv3x3_to3(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) ->
     bias = bias.detach().contiguous()
     out = torch.empty((batch, height - 2, width, 3))
     for image in range(batch):
-        found.sisr_conv3x3_to3(pixels[image].data_ptr(), height - 2, width, channels, packed.data_ptr(),
-                               bias.data_ptr(), out[image].data_ptr(), torch.get_num_threads())
+        found.sisr_conv3x3_to3(
+            pixels[image].data_ptr(),
+            height - 2,
+            width,
+            channels,
+            packed.data_ptr(),
+            bias.data_ptr(),
+            out[image].data_ptr(),
+            torch.get_num_threads(),
+        )
     return out.permute(0, 3, 1, 2)

@@ -99,7 +99,7 @@ def cpu_has_native_bf16() -> bool:
     return _detect_native_bf16()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _detect_native_bf16() -> bool:
     checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     if any(check is not None for check in checks):
@@ -119,8 +119,14 @@ def warn_if_emulated(precision: str, device: torch.device) -> None:
 
 def _plain_conv(conv: WeightNormConv2d) -> nn.Conv2d:
     plain = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-        dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
     ).to(conv.weight_v.device, conv.weight_v.dtype)
     with torch.no_grad():
         plain.weight.copy_(conv.weight)
@@ -182,7 +188,11 @@ class InferenceSettings:
 
 
 def prepare_model(
-    model: nn.Module, precision: str = AUTO, device: str | torch.device = "auto", *, fuse: bool = True,
+    model: nn.Module,
+    precision: str = AUTO,
+    device: str | torch.device = "auto",
+    *,
+    fuse: bool = True,
     compile: bool = False,
 ) -> nn.Module:
     """An inference copy of `model`: eval mode, weight norm folded, moved; the original is untouched.

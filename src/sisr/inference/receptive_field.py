@@ -100,9 +100,7 @@ def layer_chains(model: nn.Module) -> list[list[Layer]]:
     if isinstance(model, Bicubic):
         # MATLAB's cubic kernel is 4 input pixels wide: taps reach 2 pixels either side when enlarging.
         return [[Conv(5), Shuffle(model.scale)]]
-    raise SisrError(
-        f"receptive_field: unknown network {type(model).__name__}; give the tile overlap explicitly"
-    )
+    raise SisrError(f"receptive_field: unknown network {type(model).__name__}; give the tile overlap explicitly")
 
 
 def receptive_field(model: nn.Module) -> int:

@@ -11,8 +11,9 @@ width) plus the network's own tile.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,8 +102,14 @@ def upscale_to_tiff(
     if tile is None or tile < 1:
         raise SisrError(f"tile size {tile}: streaming to TIFF needs a tile size of at least 1 pixel")
     run = plan_upscale(
-        model, image, tile=tile, tile_overlap=tile_overlap, tile_batch=tile_batch, precision=precision,
-        device=device, name=name,
+        model,
+        image,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        tile_batch=tile_batch,
+        precision=precision,
+        device=device,
+        name=name,
     )
     if run.source.kind == "tensor":
         raise SisrError(f"{run.label}: streaming to TIFF takes numpy or PIL images (uint8/uint16), not tensors")
@@ -130,8 +137,14 @@ def upscale_to_tiff(
     try:
         with atomic_path(path, overwrite=overwrite) as tmp:
             tifffile.imwrite(
-                tmp, pieces(), shape=shape, dtype=dtype, tile=(TIFF_TILE, TIFF_TILE), compression=compression,
-                metadata=None, **_tiff_layout(channels),
+                tmp,
+                pieces(),
+                shape=shape,
+                dtype=dtype,
+                tile=(TIFF_TILE, TIFF_TILE),
+                compression=compression,
+                metadata=None,
+                **_tiff_layout(channels),
             )
     finally:
         if bar is not None:

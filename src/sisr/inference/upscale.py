@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -122,8 +123,13 @@ class UpscaleRun:
 
         with torch.inference_mode():
             run_tiles(
-                _checked_forward(self.model, self.scale, self.label), read_window, canvas.write_color,
-                color_tiles, self.scale, self.tile_batch, progress=update,
+                _checked_forward(self.model, self.scale, self.label),
+                read_window,
+                canvas.write_color,
+                color_tiles,
+                self.scale,
+                self.tile_batch,
+                progress=update,
             )
             if self.source.alpha is not None:
                 _upscale_alpha(self.source, canvas, self.scale, alpha_tiles, self.tile_batch)
@@ -218,8 +224,14 @@ def upscale(
     To write a result too large for memory, see `upscale_to_tiff`.
     """
     run = plan_upscale(
-        model, image, tile=tile, tile_overlap=tile_overlap, tile_batch=tile_batch, precision=precision,
-        device=device, name=name,
+        model,
+        image,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        tile_batch=tile_batch,
+        precision=precision,
+        device=device,
+        name=name,
     )
     canvas = Canvas(run.source, run.scale, device=run.model.sisr_inference.device)
     bar = _progress_bar(len(run.color_tiles), progress, run.label)

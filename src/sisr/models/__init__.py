@@ -8,7 +8,22 @@ from .srresnet import Discriminator, SRResNet
 from .wdsr import WDSR
 
 __all__ = [
-    "ARCHITECTURES", "Bicubic", "DIV2K_RGB_MEAN", "Discriminator", "EDSR", "MeanShift", "PRESETS", "Preset",
-    "SRResNet", "Upsampler", "WDSR", "WeightNormConv2d", "build_model", "count_parameters", "create_model",
-    "get_preset", "list_presets", "upsample_stages",
+    "ARCHITECTURES",
+    "DIV2K_RGB_MEAN",
+    "EDSR",
+    "PRESETS",
+    "WDSR",
+    "Bicubic",
+    "Discriminator",
+    "MeanShift",
+    "Preset",
+    "SRResNet",
+    "Upsampler",
+    "WeightNormConv2d",
+    "build_model",
+    "count_parameters",
+    "create_model",
+    "get_preset",
+    "list_presets",
+    "upsample_stages",
 ]

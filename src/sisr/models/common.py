@@ -81,7 +81,9 @@ class WeightNormConv2d(nn.Conv2d):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int | None = None) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2 if padding is None else padding)
+        super().__init__(
+            in_channels, out_channels, kernel_size, padding=kernel_size // 2 if padding is None else padding
+        )
         weight = self.weight.detach()
         del self.weight
         self.weight_v = nn.Parameter(weight.clone())

@@ -9,8 +9,9 @@ preset is only needed to create a fresh network.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -58,31 +59,49 @@ def register(preset: Preset) -> Preset:
 
 
 for _s in (2, 3, 4, 8):
-    register(Preset(
-        f"edsr-baseline-x{_s}", "edsr", {"scale": _s, "num_filters": 64, "num_blocks": 16, "res_scale": 1.0},
-        f"EDSR baseline, 16 blocks of 64 filters, x{_s}",
-    ))
+    register(
+        Preset(
+            f"edsr-baseline-x{_s}",
+            "edsr",
+            {"scale": _s, "num_filters": 64, "num_blocks": 16, "res_scale": 1.0},
+            f"EDSR baseline, 16 blocks of 64 filters, x{_s}",
+        )
+    )
 for _s in (2, 3, 4):
-    register(Preset(
-        f"edsr-x{_s}", "edsr", {"scale": _s, "num_filters": 256, "num_blocks": 32, "res_scale": 0.1},
-        f"EDSR, 32 blocks of 256 filters, residual scaling 0.1, x{_s}",
-    ))
+    register(
+        Preset(
+            f"edsr-x{_s}",
+            "edsr",
+            {"scale": _s, "num_filters": 256, "num_blocks": 32, "res_scale": 0.1},
+            f"EDSR, 32 blocks of 256 filters, residual scaling 0.1, x{_s}",
+        )
+    )
     for _n in (16, 32):
-        register(Preset(
-            f"wdsr-a-{_n}-x{_s}", "wdsr",
-            {"scale": _s, "block": "a", "num_filters": 32, "num_blocks": _n, "expansion": 4},
-            f"WDSR-A, {_n} wide blocks, 32 filters, expansion 4, x{_s}",
-        ))
-        register(Preset(
-            f"wdsr-b-{_n}-x{_s}", "wdsr",
-            {"scale": _s, "block": "b", "num_filters": 32, "num_blocks": _n, "expansion": 6, "linear": 0.8},
-            f"WDSR-B, {_n} wide blocks, 32 filters, expansion 6, linear 0.8, x{_s}",
-        ))
+        register(
+            Preset(
+                f"wdsr-a-{_n}-x{_s}",
+                "wdsr",
+                {"scale": _s, "block": "a", "num_filters": 32, "num_blocks": _n, "expansion": 4},
+                f"WDSR-A, {_n} wide blocks, 32 filters, expansion 4, x{_s}",
+            )
+        )
+        register(
+            Preset(
+                f"wdsr-b-{_n}-x{_s}",
+                "wdsr",
+                {"scale": _s, "block": "b", "num_filters": 32, "num_blocks": _n, "expansion": 6, "linear": 0.8},
+                f"WDSR-B, {_n} wide blocks, 32 filters, expansion 6, linear 0.8, x{_s}",
+            )
+        )
 for _s in (2, 4):
-    register(Preset(
-        f"srresnet-x{_s}", "srresnet", {"scale": _s, "num_filters": 64, "num_blocks": 16},
-        f"SRResNet (SRGAN generator), 16 blocks with batch norm, x{_s}",
-    ))
+    register(
+        Preset(
+            f"srresnet-x{_s}",
+            "srresnet",
+            {"scale": _s, "num_filters": 64, "num_blocks": 16},
+            f"SRResNet (SRGAN generator), 16 blocks with batch norm, x{_s}",
+        )
+    )
 del _s, _n
 
 

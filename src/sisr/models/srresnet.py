@@ -43,7 +43,11 @@ class SRResNet(nn.Module):
         )
         upsampler: list[nn.Module] = []
         for stage in upsample_stages(scale):
-            upsampler += [conv3x3(num_filters, num_filters * stage * stage), nn.PixelShuffle(stage), nn.PReLU(num_filters)]
+            upsampler += [
+                conv3x3(num_filters, num_filters * stage * stage),
+                nn.PixelShuffle(stage),
+                nn.PReLU(num_filters),
+            ]
         self.upsampler = nn.Sequential(*upsampler)
         self.tail = nn.Sequential(conv3x3(num_filters, num_channels, 9), nn.Tanh())
 

@@ -149,8 +149,9 @@ class VGG19FeatureExtractor(nn.Module):
         """Load a torchvision-layout VGG19 file (`features.N.*`; `classifier.*` is ignored)."""
         path = Path(path)
         self.load_torchvision_state_dict(read_state_dict(path), source=str(path))
-        log.info("VGG19 %s%s: weights from %s", self.layer, " (before activation)" if self.before_activation else "",
-                 path)
+        log.info(
+            "VGG19 %s%s: weights from %s", self.layer, " (before activation)" if self.before_activation else "", path
+        )
 
     def load_torchvision_state_dict(self, state: Mapping[str, object], source: str = "state dict") -> None:
         """Take the tensors this extractor needs from `state`, checking every key and shape."""
@@ -224,4 +225,3 @@ def find_vgg19_weights(weights: str | os.PathLike | None = None, *, download: bo
             f"VGG19 weights for the perceptual loss could not be fetched: {error} "
             f"Or set ${WEIGHTS_ENV_VAR} to the path of a copy of {VGG19_WEIGHTS.filename}."
         ) from None
-

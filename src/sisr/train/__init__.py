@@ -5,5 +5,4 @@ from .config import TrainConfig, load_config
 from .gan import FinetuneConfig, finetune, load_finetune_config
 from .trainer import TrainResult, train
 
-__all__ = ["FinetuneConfig", "TrainConfig", "TrainResult", "finetune", "load_config", "load_finetune_config",
-           "train"]
+__all__ = ["FinetuneConfig", "TrainConfig", "TrainResult", "finetune", "load_config", "load_finetune_config", "train"]

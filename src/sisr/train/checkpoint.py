@@ -32,8 +32,13 @@ def capture_rng_state() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gauss)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gauss),
+        },
         "python": {"version": version, "state": list(python_state), "gauss_next": gauss_next},
     }
 
@@ -43,8 +48,15 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
-                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    np.random.set_state(
+        (
+            numpy_state["kind"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
     python_state = state["python"]
     random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss_next"]))
 
@@ -81,4 +93,5 @@ def check_same_network(state: dict[str, Any], spec: dict[str, Any], path: str | 
         raise SisrError(
             f"{path}: the checkpoint is of {saved.get('arch')} {saved.get('args')}, but the configuration "
             f"builds {spec['arch']} {spec['args']}; use another --out folder, or --fresh to start over there"
-            f"{hint}")
+            f"{hint}"
+        )

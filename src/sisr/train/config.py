@@ -16,9 +16,10 @@ import difflib
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import SisrError
 
@@ -117,7 +118,7 @@ class TrainConfig:
         return "\n".join(lines)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
         """A checked configuration from nested dicts over the built-in defaults."""
         config = cls()
         _merge_into(config, values, source)
@@ -137,14 +138,23 @@ class TrainConfig:
             problems.append(f"optim.name must be 'adam' or 'adamw', not {self.optim.name!r}")
         if len(self.optim.betas) != 2:
             problems.append(f"optim.betas must hold two numbers, not {self.optim.betas!r}")
-        for key, value in [("train.steps", self.train.steps), ("data.batch_size", self.data.batch_size),
-                           ("val.every", self.val.every), ("train.log_every", self.train.log_every),
-                           ("train.checkpoint_every", self.train.checkpoint_every)]:
+        for key, value in [
+            ("train.steps", self.train.steps),
+            ("data.batch_size", self.data.batch_size),
+            ("val.every", self.val.every),
+            ("train.log_every", self.train.log_every),
+            ("train.checkpoint_every", self.train.checkpoint_every),
+        ]:
             if value < 1:
                 problems.append(f"{key} must be at least 1, not {value}")
-        for key, value in [("data.workers", self.data.workers), ("data.limit", self.data.limit),
-                           ("data.patch_size", self.data.patch_size), ("val.limit", self.val.limit),
-                           ("optim.grad_clip", self.optim.grad_clip), ("train.threads", self.train.threads)]:
+        for key, value in [
+            ("data.workers", self.data.workers),
+            ("data.limit", self.data.limit),
+            ("data.patch_size", self.data.patch_size),
+            ("val.limit", self.val.limit),
+            ("optim.grad_clip", self.optim.grad_clip),
+            ("train.threads", self.train.threads),
+        ]:
             if value < 0:
                 problems.append(f"{key} must not be negative, not {value}")
         if not 0.0 <= self.train.ema < 1.0:
@@ -200,15 +210,19 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
 def _type_name(default: Any) -> str:
     if isinstance(default, list):
         return "a list"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            dict: "a table"}.get(type(default), type(default).__name__)
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a table"}.get(
+        type(default), type(default).__name__
+    )
 
 
 def _unknown(key: str, known: Sequence[str], source: str) -> SisrError:
     section, _, name = key.rpartition(".")
     close = difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean {(section + '.' if section else '') + close[0]!r}?" if close else \
-        f"; known: {', '.join(known)}"
+    hint = (
+        f"; did you mean {(section + '.' if section else '') + close[0]!r}?"
+        if close
+        else f"; known: {', '.join(known)}"
+    )
     return SisrError(f"{source}: unknown option {key!r}{hint}")
 
 
@@ -255,8 +269,10 @@ def family_defaults(preset: str) -> dict[str, Any]:
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if tomllib is None:
-        raise SisrError(f"{path}: reading TOML on Python {sys.version_info[0]}.{sys.version_info[1]} "
-                        "needs the `tomli` package (pip install tomli)")
+        raise SisrError(
+            f"{path}: reading TOML on Python {sys.version_info[0]}.{sys.version_info[1]} "
+            "needs the `tomli` package (pip install tomli)"
+        )
     if not path.is_file():
         raise SisrError(f"{path}: no such configuration file")
     try:
@@ -291,8 +307,9 @@ def set_dotted(values: dict[str, Any], path: list[str], value: Any) -> None:
     target[path[-1]] = value
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
-                values: dict[str, Any] | None = None) -> TrainConfig:
+def load_config(
+    path: str | os.PathLike | None = None, overrides: Sequence[str] = (), values: dict[str, Any] | None = None
+) -> TrainConfig:
     """Defaults of the preset's family < TOML file `path` < `values` (nested dict) < `overrides`.
 
     `overrides` are `section.key=value` strings as given to `--set`.

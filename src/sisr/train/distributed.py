@@ -10,8 +10,9 @@ on GPUs, Gloo on CPU. Each process takes its own slice of every global batch
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -38,7 +39,7 @@ class DistributedContext:
 
 
 def pick_device(option: str, local_rank: int = 0) -> torch.device:
-    """"auto": this process's GPU if there is one, else the CPU."""
+    """ "auto": this process's GPU if there is one, else the CPU."""
     if option == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     try:
@@ -47,8 +48,10 @@ def pick_device(option: str, local_rank: int = 0) -> torch.device:
         raise SisrError(f"train.device: {option!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise SisrError(f"train.device={option}: this torch build or machine has no CUDA "
-                            "(--device cpu trains on the CPU instead)")
+            raise SisrError(
+                f"train.device={option}: this torch build or machine has no CUDA "
+                "(--device cpu trains on the CPU instead)"
+            )
         if device.index is None:
             device = torch.device(f"cuda:{local_rank}")
     return device
@@ -110,8 +113,7 @@ def any_rank(context: DistributedContext, flag: bool) -> bool:
     """True on every rank when it is true on any: all stop together after a signal."""
     if not context.distributed:
         return flag
-    tensor = torch.tensor([1.0 if flag else 0.0],
-                          device=context.device if dist.get_backend() == "nccl" else "cpu")
+    tensor = torch.tensor([1.0 if flag else 0.0], device=context.device if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return bool(tensor.item() > 0)
 
@@ -125,8 +127,11 @@ def sync_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
     keys). PyTorch synchronises batch norm only on GPUs: on the CPU the
     statistics stay per process, and a warning says so.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-             and not isinstance(m, nn.SyncBatchNorm)]
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
+    ]
     if not norms:
         return model
     if device.type != "cuda":
@@ -135,7 +140,9 @@ def sync_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
         logging.getLogger("sisr").warning(
             "%d batch norm layer(s): their batch statistics are per process on %s (PyTorch synchronises "
             "batch norm only on GPUs); the result differs a little from one process on the global batch",
-            len(norms), device.type)
+            len(norms),
+            device.type,
+        )
         return model
     converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if converted is not model:

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,8 +41,16 @@ from .checkpoint import check_same_network, restore_rng_state
 from .config import TrainConfig, _merge_into, parse_override, read_toml, set_dotted
 from .ema import WeightAverage
 from .optimization import WeightUpdate
-from .trainer import (Progress, TrainResult, _autocast, _check_precision, _Run, _RunFiles,
-                      run_in_context, seed_everything)
+from .trainer import (
+    Progress,
+    TrainResult,
+    _autocast,
+    _check_precision,
+    _Run,
+    _RunFiles,
+    run_in_context,
+    seed_everything,
+)
 from .validation import ValidationSet, to_uint8_image
 
 DISCRIMINATOR_NAME = "discriminator.safetensors"
@@ -100,8 +109,9 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 }
 
 
-def load_finetune_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
-                         values: dict[str, Any] | None = None) -> FinetuneConfig:
+def load_finetune_config(
+    path: str | os.PathLike | None = None, overrides: Sequence[str] = (), values: dict[str, Any] | None = None
+) -> FinetuneConfig:
     """SRGAN defaults < TOML file `path` < `values` (nested dict) < `--set` style `overrides`.
 
     `model.preset` is only a label here (it names the default output folder,
@@ -140,18 +150,27 @@ def load_generator(path: str | os.PathLike) -> nn.Module:
 
     spec, tensors, _ = read_weight_file(path)
     if spec["arch"] not in GENERATOR_ARCHS:
-        raise SisrError(f"model.init {path}: weights of a {spec['arch']} network; fine-tuning needs a generator "
-                        f"({', '.join(GENERATOR_ARCHS)})")
+        raise SisrError(
+            f"model.init {path}: weights of a {spec['arch']} network; fine-tuning needs a generator "
+            f"({', '.join(GENERATOR_ARCHS)})"
+        )
     model = build_model(spec["arch"], spec["args"])
     load_state_dict_strict(model, tensors, f"model.init {path}")
     return model
 
 
-def build_perceptual_loss(gan: GanSection, *, extractor: nn.Module | None = None,
-                          download: bool = True) -> PerceptualLoss:
+def build_perceptual_loss(
+    gan: GanSection, *, extractor: nn.Module | None = None, download: bool = True
+) -> PerceptualLoss:
     """The generator's loss; `extractor` replaces the pretrained VGG19 (tests use random weights)."""
-    content = ContentLoss(gan.content_layer, gan.before_activation, gan.feature_scale, extractor=extractor,
-                          weights=gan.vgg19_weights or None, download=download)
+    content = ContentLoss(
+        gan.content_layer,
+        gan.before_activation,
+        gan.feature_scale,
+        extractor=extractor,
+        weights=gan.vgg19_weights or None,
+        download=download,
+    )
     return PerceptualLoss(content, gan.adversarial_weight, gan.pixel_weight, gan.pixel_loss)
 
 
@@ -186,8 +205,8 @@ def sample_crop(validation: ValidationSet, lr_side: int) -> tuple[torch.Tensor, 
     scale = validation.scale
     height, width = min(lr_side, lr.shape[2]), min(lr_side, lr.shape[3])
     top, left = (lr.shape[2] - height) // 2, (lr.shape[3] - width) // 2
-    lr_crop = lr[:, :, top:top + height, left:left + width]
-    hr_crop = hr[top * scale:(top + height) * scale, left * scale:(left + width) * scale]
+    lr_crop = lr[:, :, top : top + height, left : left + width]
+    hr_crop = hr[top * scale : (top + height) * scale, left * scale : (left + width) * scale]
     return lr_crop, np.ascontiguousarray(hr_crop)
 
 
@@ -198,9 +217,16 @@ def side_by_side(lr: torch.Tensor, sr: np.ndarray, hr: np.ndarray, scale: int) -
     return np.concatenate([enlarged, sr, hr], axis=1)
 
 
-def generator_step(generator: nn.Module, discriminator: nn.Module, update: WeightUpdate, loss_fn: PerceptualLoss,
-                   lr: torch.Tensor, hr: torch.Tensor, precision: str,
-                   device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def generator_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    update: WeightUpdate,
+    loss_fn: PerceptualLoss,
+    lr: torch.Tensor,
+    hr: torch.Tensor,
+    precision: str,
+    device: torch.device,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One generator update against the current discriminator; returns SR (detached) and the loss parts.
 
     The discriminator's gradients from this backward pass are left behind and
@@ -215,8 +241,14 @@ def generator_step(generator: nn.Module, discriminator: nn.Module, update: Weigh
     return sr.detach(), parts
 
 
-def discriminator_step(discriminator: nn.Module, update: WeightUpdate, hr: torch.Tensor, sr: torch.Tensor,
-                       precision: str, device: torch.device) -> dict[str, torch.Tensor]:
+def discriminator_step(
+    discriminator: nn.Module,
+    update: WeightUpdate,
+    hr: torch.Tensor,
+    sr: torch.Tensor,
+    precision: str,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
     """One discriminator update on real HR and generated SR patches; returns its loss and mean outputs.
 
     Real and generated patches go through in one batch (one forward, as DDP
@@ -228,8 +260,11 @@ def discriminator_step(discriminator: nn.Module, update: WeightUpdate, hr: torch
     loss = discriminator_loss(real_logits, fake_logits)
     update.apply(loss)
     with torch.no_grad():
-        return {"discriminator_loss": loss.detach(), "d_real": torch.sigmoid(real_logits).mean(),
-                "d_fake": torch.sigmoid(fake_logits).mean()}
+        return {
+            "discriminator_loss": loss.detach(),
+            "d_real": torch.sigmoid(real_logits).mean(),
+            "d_fake": torch.sigmoid(fake_logits).mean(),
+        }
 
 
 def _tensorboard(run_log) -> Any:
@@ -240,9 +275,14 @@ def _tensorboard(run_log) -> Any:
 # --- the run -----------------------------------------------------------------
 
 
-def finetune(config: FinetuneConfig | dict | str | os.PathLike, *, resume: bool | str | os.PathLike = True,
-             fresh: bool = False, progress_bar: bool | None = None,
-             content_extractor: nn.Module | None = None) -> TrainResult:
+def finetune(
+    config: FinetuneConfig | dict | str | os.PathLike,
+    *,
+    resume: bool | str | os.PathLike = True,
+    fresh: bool = False,
+    progress_bar: bool | None = None,
+    content_extractor: nn.Module | None = None,
+) -> TrainResult:
     """Fine-tune `model.init` with SRGAN's perceptual and adversarial losses.
 
     `resume`, `fresh` and `progress_bar` as in `sisr.train.train`.
@@ -251,24 +291,39 @@ def finetune(config: FinetuneConfig | dict | str | os.PathLike, *, resume: bool 
     in tests. Under torchrun every process calls this; rank 0 writes the files.
     """
     config = _as_config(config)
-    return run_in_context(config, lambda context: _GanRun(
-        config, context, resume=False if fresh else resume, fresh=fresh, progress_bar=progress_bar,
-        extractor=content_extractor).run())
+    return run_in_context(
+        config,
+        lambda context: _GanRun(
+            config,
+            context,
+            resume=False if fresh else resume,
+            fresh=fresh,
+            progress_bar=progress_bar,
+            extractor=content_extractor,
+        ).run(),
+    )
 
 
 class _GanRun(_Run):
     """The pixel trainer's run with a second network: set-up and data are inherited, the loop is GAN's."""
 
-    def __init__(self, config: FinetuneConfig, context: distributed.DistributedContext, *,
-                 resume: bool | str | os.PathLike, fresh: bool, progress_bar: bool | None,
-                 extractor: nn.Module | None) -> None:
+    def __init__(
+        self,
+        config: FinetuneConfig,
+        context: distributed.DistributedContext,
+        *,
+        resume: bool | str | os.PathLike,
+        fresh: bool,
+        progress_bar: bool | None,
+        extractor: nn.Module | None,
+    ) -> None:
         super().__init__(config, context, resume=resume, fresh=fresh, progress_bar=progress_bar)
         self.extractor = extractor
 
     def _weight_metadata(self) -> dict[str, str]:
         return {"source": SOURCE, "generator_init": self.config.model.init}
 
-    def run(self) -> TrainResult:  # noqa: C901 - one set-up, kept in one piece like the pixel trainer's
+    def run(self) -> TrainResult:
         config, context, device = self.config, self.context, self.device
         gan = config.gan
         started = time.perf_counter()
@@ -288,8 +343,10 @@ class _GanRun(_Run):
         state, state_path = self._resume_state()
         if state is not None:
             if state.get("discriminator") is None:
-                raise SisrError(f"{state_path}: a pixel-training checkpoint, not a fine-tuning one; "
-                                f"use another --out folder, or --fresh to start over there")
+                raise SisrError(
+                    f"{state_path}: a pixel-training checkpoint, not a fine-tuning one; "
+                    f"use another --out folder, or --fresh to start over there"
+                )
             check_same_network(state, spec, state_path)
         samples, data_description = self._prepare_data(scale, hr_patch)
         validation = self._load_validation(scale)
@@ -326,35 +383,50 @@ class _GanRun(_Run):
         run_log.message(
             f"fine-tuning {spec['arch']} x{scale} from {config.model.init} with VGG "
             f"{gan.content_layer if self.extractor is None else '(given extractor)'} content loss + "
-            f"{gan.adversarial_weight:g} x adversarial" + (f" + {gan.pixel_weight:g} x {gan.pixel_loss}"
-                                                           if gan.pixel_weight else "")
+            f"{gan.adversarial_weight:g} x adversarial"
+            + (f" + {gan.pixel_weight:g} x {gan.pixel_loss}" if gan.pixel_weight else "")
             + f" on {samples.epoch_length} images: {data_description}; HR patch {hr_patch}, batch "
             f"{config.data.batch_size} x {context.world_size} process(es) = {global_batch}, "
-            f"{config.train.steps} steps, {config.train.precision}, device {device}; output in {self.out_dir}")
+            f"{config.train.steps} steps, {config.train.precision}, device {device}; output in {self.out_dir}"
+        )
         if validation is not None:
-            run_log.message("validation: PSNR and LPIPS-VGG" if lpips_metric is not None else
-                            "validation: PSNR only (LPIPS skipped: its weights are not on disk; see sisr.lpips)")
+            run_log.message(
+                "validation: PSNR and LPIPS-VGG"
+                if lpips_metric is not None
+                else "validation: PSNR only (LPIPS skipped: its weights are not on disk; see sisr.lpips)"
+            )
         if resumed_from is not None:
             run_log.message(f"resuming from step {resumed_from} ({state_path})")
-        run_log.record("start", step=progress.step, resumed=resumed_from is not None, stage="gan",
-                       world_size=context.world_size, global_batch=global_batch, config=config.to_dict(),
-                       lpips=lpips_metric is not None)
+        run_log.record(
+            "start",
+            step=progress.step,
+            resumed=resumed_from is not None,
+            stage="gan",
+            world_size=context.world_size,
+            global_batch=global_batch,
+            config=config.to_dict(),
+            lpips=lpips_metric is not None,
+        )
 
         files = _RunFiles(checkpoint=self.checkpoint_path if state is not None else None)
         fixed_crop = sample_crop(validation, max(hr_patch // scale, 1) * 2) if validation is not None else None
 
         def write_checkpoint() -> None:
             if context.is_main:
-                self._write_checkpoint(files, progress.state(samples, global_batch), {
-                    "stage": "gan",
-                    "model_spec": spec,
-                    "model": generator.state_dict(),
-                    **g_update.state_dict(),
-                    "discriminator_spec": discriminator.sisr_spec,
-                    "discriminator": discriminator.state_dict(),
-                    "discriminator_update": d_update.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                })
+                self._write_checkpoint(
+                    files,
+                    progress.state(samples, global_batch),
+                    {
+                        "stage": "gan",
+                        "model_spec": spec,
+                        "model": generator.state_dict(),
+                        **g_update.state_dict(),
+                        "discriminator_spec": discriminator.sisr_spec,
+                        "discriminator": discriminator.state_dict(),
+                        "discriminator_update": d_update.state_dict(),
+                        "ema": ema.state_dict() if ema is not None else None,
+                    },
+                )
 
         def save_networks() -> None:
             self._save_last(final, progress, validation, files)
@@ -400,19 +472,39 @@ class _GanRun(_Run):
             if ema is not None:
                 ema.update(generator)
             d_parts = discriminator_step(train_d, d_update, hr, sr, precision, device)
-            return {**{k: v for k, v in parts.items() if k != "total"}, "generator_loss": parts["total"],
-                    **d_parts, "mse": F.mse_loss(sr, hr)}
+            return {
+                **{k: v for k, v in parts.items() if k != "total"},
+                "generator_loss": parts["total"],
+                **d_parts,
+                "mse": F.mse_loss(sr, hr),
+            }
 
         session_start = time.perf_counter()
         generator.train()
         discriminator.train()
         interrupted = self._loop(
-            loader, progress, run_log, global_batch, step=step,
+            loader,
+            progress,
+            run_log,
+            global_batch,
+            step=step,
             log_interval=lambda done, report: self._log_interval(run_log, done, report, g_update.learning_rate),
-            validate_and_save=validate_and_save, write_checkpoint=write_checkpoint, save_on_stop=save_networks,
-            extra=[(gan.sample_every, write_sample)])
-        result = self._finish(final, progress, validation, files, run_log, interrupted=interrupted,
-                              resumed_from=resumed_from, started=started, session_start=session_start)
+            validate_and_save=validate_and_save,
+            write_checkpoint=write_checkpoint,
+            save_on_stop=save_networks,
+            extra=[(gan.sample_every, write_sample)],
+        )
+        result = self._finish(
+            final,
+            progress,
+            validation,
+            files,
+            run_log,
+            interrupted=interrupted,
+            resumed_from=resumed_from,
+            started=started,
+            session_start=session_start,
+        )
         result.discriminator = discriminator.eval()  # type: ignore[attr-defined]
         return result
 
@@ -433,8 +525,18 @@ class _GanRun(_Run):
             f"step {step}/{run_log.total_steps}  content {report.get('content', 0):.5f}  adversarial "
             f"{report.get('adversarial', 0):.4f}  D loss {report.get('discriminator_loss', 0):.4f}  "
             f"D(x) {report.get('d_real', 0):.3f}  D(G(z)) {report.get('d_fake', 0):.3f}  "
-            f"patch PSNR {report['psnr_rgb']:.2f} dB  lr {lr:.3g}  {report['steps_per_s']:.2f} steps/s")
+            f"patch PSNR {report['psnr_rgb']:.2f} dB  lr {lr:.3g}  {report['steps_per_s']:.2f} steps/s"
+        )
 
 
-__all__ = ["FinetuneConfig", "GanSection", "finetune", "load_finetune_config", "load_generator",
-           "build_perceptual_loss", "generator_step", "discriminator_step", "DISCRIMINATOR_NAME"]
+__all__ = [
+    "DISCRIMINATOR_NAME",
+    "FinetuneConfig",
+    "GanSection",
+    "build_perceptual_loss",
+    "discriminator_step",
+    "finetune",
+    "generator_step",
+    "load_finetune_config",
+    "load_generator",
+]

@@ -50,8 +50,9 @@ def _tensorboard_writer(folder: Path):
 class RunLog:
     """Reporting for one run; every method is a no-op where `enabled` is False (ranks > 0)."""
 
-    def __init__(self, out_dir: Path, *, enabled: bool, total_steps: int, start_step: int,
-                 progress_bar: bool | None = None) -> None:
+    def __init__(
+        self, out_dir: Path, *, enabled: bool, total_steps: int, start_step: int, progress_bar: bool | None = None
+    ) -> None:
         self.enabled = enabled
         self.total_steps = total_steps
         self.path = Path(out_dir) / LOG_NAME
@@ -68,8 +69,9 @@ class RunLog:
         if progress_bar:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", file=sys.stderr,
-                             dynamic_ncols=True, smoothing=0.05)
+            self._bar = tqdm(
+                total=total_steps, initial=start_step, unit="step", file=sys.stderr, dynamic_ncols=True, smoothing=0.05
+            )
 
     @property
     def tensorboard(self) -> bool:
@@ -86,13 +88,21 @@ class RunLog:
         if self._bar is not None:
             self._bar.update(1)
 
-    def interval(self, step: int, loss: float, psnr_rgb: float, lr: float, steps_per_s: float,
-                 patches_per_s: float) -> None:
+    def interval(
+        self, step: int, loss: float, psnr_rgb: float, lr: float, steps_per_s: float, patches_per_s: float
+    ) -> None:
         """The mean loss and patch PSNR (RGB, [0, 1]) since the last interval."""
         if not self.enabled:
             return
-        self.record("train", step=step, loss=loss, psnr_rgb=psnr_rgb, lr=lr, steps_per_s=steps_per_s,
-                    patches_per_s=patches_per_s)
+        self.record(
+            "train",
+            step=step,
+            loss=loss,
+            psnr_rgb=psnr_rgb,
+            lr=lr,
+            steps_per_s=steps_per_s,
+            patches_per_s=patches_per_s,
+        )
         if self._writer is not None:
             self._writer.add_scalar("train/loss", loss, step)
             self._writer.add_scalar("train/psnr_rgb", psnr_rgb, step)
@@ -101,19 +111,38 @@ class RunLog:
         if self._bar is not None:
             self._bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr_rgb:.2f}", lr=f"{lr:.2g}", refresh=False)
         else:
-            log.info("step %d/%d  loss %.5f  patch PSNR %.2f dB  lr %.3g  %.2f steps/s  %.0f patches/s",
-                     step, self.total_steps, loss, psnr_rgb, lr, steps_per_s, patches_per_s)
+            log.info(
+                "step %d/%d  loss %.5f  patch PSNR %.2f dB  lr %.3g  %.2f steps/s  %.0f patches/s",
+                step,
+                self.total_steps,
+                loss,
+                psnr_rgb,
+                lr,
+                steps_per_s,
+                patches_per_s,
+            )
 
-    def validation(self, step: int, psnr: float, best_psnr: float, best_step: int, set_name: str,
-                   images: int, seconds: float) -> None:
+    def validation(
+        self, step: int, psnr: float, best_psnr: float, best_step: int, set_name: str, images: int, seconds: float
+    ) -> None:
         if not self.enabled:
             return
-        self.record("val", step=step, psnr=psnr, best_psnr=best_psnr, best_step=best_step, set=set_name,
-                    images=images, seconds=round(seconds, 3))
+        self.record(
+            "val",
+            step=step,
+            psnr=psnr,
+            best_psnr=best_psnr,
+            best_step=best_step,
+            set=set_name,
+            images=images,
+            seconds=round(seconds, 3),
+        )
         if self._writer is not None:
             self._writer.add_scalar("val/psnr", psnr, step)
-        self.message(f"step {step}: validation PSNR {psnr:.3f} dB on {set_name} ({images} images)"
-                     f"; best {best_psnr:.3f} dB at step {best_step}")
+        self.message(
+            f"step {step}: validation PSNR {psnr:.3f} dB on {set_name} ({images} images)"
+            f"; best {best_psnr:.3f} dB at step {best_step}"
+        )
 
     def message(self, text: str) -> None:
         """A line for the user that does not tear the progress bar."""

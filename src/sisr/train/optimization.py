@@ -8,7 +8,8 @@ fp16); bf16 and fp32 do not.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,8 +24,9 @@ class WeightUpdate:
         optim = config.optim
         self.parameters = list(parameters)
         kind = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
-        self.optimizer = kind(self.parameters, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps,
-                              weight_decay=optim.weight_decay)
+        self.optimizer = kind(
+            self.parameters, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay
+        )
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(optim.milestones), optim.gamma)
         self.scaler = torch.amp.GradScaler("cuda") if config.train.precision == "fp16" else None
         self.grad_clip = optim.grad_clip

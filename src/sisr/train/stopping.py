@@ -28,10 +28,12 @@ class StopRequest:
             raise KeyboardInterrupt
         self.requested = True
         self.signal_name = signal.Signals(signum).name
-        log.warning("%s received: stopping after this step and saving a checkpoint "
-                    "(Ctrl-C again to stop at once)", self.signal_name)
+        log.warning(
+            "%s received: stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)",
+            self.signal_name,
+        )
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)

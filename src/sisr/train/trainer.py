@@ -19,9 +19,10 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,8 +35,14 @@ from ..files import atomic_write
 from ..losses import pixel_loss
 from ..models import build_model, get_preset
 from . import distributed
-from .checkpoint import (CHECKPOINT_NAME, capture_rng_state, check_same_network, load_checkpoint,
-                         restore_rng_state, save_checkpoint)
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    capture_rng_state,
+    check_same_network,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from .config import TrainConfig, load_config
 from .ema import WeightAverage
 from .logging import RunLog
@@ -50,8 +57,19 @@ BEST_NAME = "best.safetensors"
 LAST_NAME = "last.safetensors"
 CONFIG_NAME = "config.toml"
 # Options a resumed run may change without changing what is learnt: no warning for these.
-HARMLESS_CHANGES = ("train.steps", "train.out", "train.log_every", "train.checkpoint_every", "train.threads",
-                    "train.device", "val.", "data.workers", "data.cache", "data.root", "data.download")
+HARMLESS_CHANGES = (
+    "train.steps",
+    "train.out",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.threads",
+    "train.device",
+    "val.",
+    "data.workers",
+    "data.cache",
+    "data.root",
+    "data.download",
+)
 
 
 @dataclass
@@ -82,13 +100,17 @@ class TrainResult:
         lines = []
         status = "interrupted at" if self.interrupted else "finished at"
         rate = (self.step - (self.resumed_from or 0)) / self.elapsed_s if self.elapsed_s > 0 else 0.0
-        lines.append(f"{status} step {self.step} of {self.total_steps} after {_duration(self.elapsed_s)} "
-                     f"this session ({rate:.2f} steps/s)"
-                     + (f", resumed from step {self.resumed_from}" if self.resumed_from else ""))
+        lines.append(
+            f"{status} step {self.step} of {self.total_steps} after {_duration(self.elapsed_s)} "
+            f"this session ({rate:.2f} steps/s)"
+            + (f", resumed from step {self.resumed_from}" if self.resumed_from else "")
+        )
         if self.best_psnr is not None:
             last = f"; last {self.last_psnr:.3f} dB" if self.last_psnr is not None else ""
-            lines.append(f"best PSNR {self.best_psnr:.3f} dB (Y, border {self._scale_hint()}) on {self.validation_set}"
-                         f" at step {self.best_step}{last}")
+            lines.append(
+                f"best PSNR {self.best_psnr:.3f} dB (Y, border {self._scale_hint()}) on {self.validation_set}"
+                f" at step {self.best_step}{last}"
+            )
         files = [p for p in (self.best_weights, self.last_weights, self.checkpoint, self.log_file) if p]
         lines.append("files: " + ", ".join(str(p) for p in files))
         if self.interrupted:
@@ -118,8 +140,9 @@ def training_pairs(config: TrainConfig, scale: int, progress: bool) -> tuple[lis
     if data.train.strip().lower() == "div2k":
         from ..data.div2k import div2k_pairs
 
-        pairs = div2k_pairs("train", scale, data.downgrade, data.root or None, download=data.download,
-                            progress=progress)
+        pairs = div2k_pairs(
+            "train", scale, data.downgrade, data.root or None, download=data.download, progress=progress
+        )
         what = f"DIV2K train ({data.downgrade} x{scale})"
     elif data.train_lr:
         pairs = paired_folders(data.train, data.train_lr, scale)
@@ -141,8 +164,10 @@ def _autocast(precision: str, device: torch.device):
 
 def _check_precision(precision: str, device: torch.device) -> None:
     if precision == "fp16" and device.type != "cuda":
-        raise SisrError(f"train.precision=fp16 needs a CUDA device (it relies on a gradient scaler); "
-                        f"on {device.type} use bf16 or fp32")
+        raise SisrError(
+            f"train.precision=fp16 needs a CUDA device (it relies on a gradient scaler); "
+            f"on {device.type} use bf16 or fp32"
+        )
 
 
 def _load_init_weights(model: nn.Module, path: str, spec: dict[str, Any]) -> None:
@@ -165,12 +190,25 @@ def _load_init_weights(model: nn.Module, path: str, spec: dict[str, Any]) -> Non
     fitting = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
     left = sorted(set(own) - set(fitting))
     model.load_state_dict({**own, **fitting}, strict=True)
-    log.info("model.init: %d of %d tensors from the x%s network %s; newly initialised for x%s: %s",
-             len(fitting), len(own), saved["args"].get("scale"), path, spec["args"]["scale"], ", ".join(left))
+    log.info(
+        "model.init: %d of %d tensors from the x%s network %s; newly initialised for x%s: %s",
+        len(fitting),
+        len(own),
+        saved["args"].get("scale"),
+        path,
+        spec["args"]["scale"],
+        ", ".join(left),
+    )
 
 
-def _forward(network: nn.Module, lr_batch: torch.Tensor, hr_batch: torch.Tensor, loss_fn: nn.Module,
-             precision: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _forward(
+    network: nn.Module,
+    lr_batch: torch.Tensor,
+    hr_batch: torch.Tensor,
+    loss_fn: nn.Module,
+    precision: str,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """uint8 batches -> [0, 1] floats on the device -> output (under autocast) -> float32 loss."""
     lr = lr_batch.to(device, non_blocking=True).float().div_(255)
     hr = hr_batch.to(device, non_blocking=True).float().div_(255)
@@ -208,13 +246,18 @@ class Progress:
             "step": self.step,
             "samples_seen": self.samples_seen,
             # The order itself is a function of (seed, sample number); these say where in it the run is.
-            "data": {"seed": samples.seed, "epoch": epoch, "position": position,
-                     "epoch_length": samples.epoch_length, "global_batch": global_batch},
+            "data": {
+                "seed": samples.seed,
+                "epoch": epoch,
+                "position": position,
+                "epoch_length": samples.epoch_length,
+                "global_batch": global_batch,
+            },
             "best": {"psnr": self.best_psnr, "step": self.best_step, "last_psnr": self.last_psnr},
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "Progress":
+    def from_state(cls, state: dict[str, Any]) -> Progress:
         best = state["best"]
         return cls(int(state["step"]), int(state["samples_seen"]), best["psnr"], best["step"], best.get("last_psnr"))
 
@@ -235,8 +278,10 @@ def _check_out_dir(out_dir: Path) -> None:
     """A new run may not silently replace what an earlier run left in its output folder."""
     earlier = [out_dir / name for name in (BEST_NAME, LAST_NAME, CHECKPOINT_NAME) if (out_dir / name).exists()]
     if earlier:
-        raise SisrError(f"{out_dir}: holds files of an earlier run ({', '.join(p.name for p in earlier)}) that "
-                        f"this run would not continue from; pass --fresh to replace them, or choose another --out")
+        raise SisrError(
+            f"{out_dir}: holds files of an earlier run ({', '.join(p.name for p in earlier)}) that "
+            f"this run would not continue from; pass --fresh to replace them, or choose another --out"
+        )
 
 
 def _clear_earlier_run(out_dir: Path) -> None:
@@ -250,8 +295,13 @@ def _clear_earlier_run(out_dir: Path) -> None:
 # --- the run -----------------------------------------------------------------
 
 
-def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool | str | os.PathLike = True,
-          fresh: bool = False, progress_bar: bool | None = None) -> TrainResult:
+def train(
+    config: TrainConfig | dict | str | os.PathLike,
+    *,
+    resume: bool | str | os.PathLike = True,
+    fresh: bool = False,
+    progress_bar: bool | None = None,
+) -> TrainResult:
     """Train the network the configuration describes; returns where things are and the final model.
 
     `config`: a TrainConfig, a nested dict of options, or a TOML file.
@@ -265,8 +315,12 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool | str 
         config = load_config(values=config)
     elif not isinstance(config, TrainConfig):
         config = load_config(config)
-    return run_in_context(config, lambda context: _Run(config, context, resume=False if fresh else resume,
-                                                        fresh=fresh, progress_bar=progress_bar).run())
+    return run_in_context(
+        config,
+        lambda context: _Run(
+            config, context, resume=False if fresh else resume, fresh=fresh, progress_bar=progress_bar
+        ).run(),
+    )
 
 
 def run_in_context(config: TrainConfig, run: Callable[[distributed.DistributedContext], TrainResult]) -> TrainResult:
@@ -305,8 +359,15 @@ class _RunFiles:
 
 
 class _Run:
-    def __init__(self, config: TrainConfig, context: distributed.DistributedContext, *,
-                 resume: bool | str | os.PathLike, fresh: bool, progress_bar: bool | None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        context: distributed.DistributedContext,
+        *,
+        resume: bool | str | os.PathLike,
+        fresh: bool,
+        progress_bar: bool | None,
+    ) -> None:
         self.config = config
         self.context = context
         # Installed for the loop only: during set-up (downloads, decoding) Ctrl-C stops at once.
@@ -346,8 +407,9 @@ class _Run:
         """What a saved weight file says about where it came from (the GAN stage adds its start)."""
         return {"source": "sisr train"}
 
-    def _save_weights(self, model: nn.Module, path: Path, step: int, psnr: float | None,
-                      validation: ValidationSet | None) -> Path:
+    def _save_weights(
+        self, model: nn.Module, path: Path, step: int, psnr: float | None, validation: ValidationSet | None
+    ) -> Path:
         from ..weights import save_model
 
         metadata = {"training_step": str(step), "training_config": self.config.to_toml(), **self._weight_metadata()}
@@ -358,49 +420,97 @@ class _Run:
 
     def _write_checkpoint(self, files: _RunFiles, position: dict[str, Any], networks: dict[str, Any]) -> None:
         """Networks and optimizers (`networks`) + data position, RNG states, config: all a resume needs."""
-        save_checkpoint(self.checkpoint_path, {**networks, **position, "rng": capture_rng_state(),
-                                               "config": self.config.to_dict(), "world_size": self.context.world_size})
+        save_checkpoint(
+            self.checkpoint_path,
+            {
+                **networks,
+                **position,
+                "rng": capture_rng_state(),
+                "config": self.config.to_dict(),
+                "world_size": self.context.world_size,
+            },
+        )
         files.checkpoint = self.checkpoint_path
 
-    def _validate(self, final: nn.Module, validation: ValidationSet, progress: Progress, run_log: Any,
-                  files: _RunFiles) -> None:
+    def _validate(
+        self, final: nn.Module, validation: ValidationSet, progress: Progress, run_log: Any, files: _RunFiles
+    ) -> None:
         """PSNR on the validation set; `best.safetensors` when it is the best so far (main process only)."""
         psnr, seconds = evaluate(final, validation, self.device)
         if progress.record_validation(psnr):
             files.best = self._save_weights(final, self.out_dir / BEST_NAME, progress.step, psnr, validation)
-        run_log.validation(progress.step, psnr, progress.best_psnr, progress.best_step, validation.name,
-                           len(validation), seconds)
+        run_log.validation(
+            progress.step, psnr, progress.best_psnr, progress.best_step, validation.name, len(validation), seconds
+        )
 
-    def _save_last(self, final: nn.Module, progress: Progress, validation: ValidationSet | None,
-                   files: _RunFiles) -> None:
+    def _save_last(
+        self, final: nn.Module, progress: Progress, validation: ValidationSet | None, files: _RunFiles
+    ) -> None:
         files.last = self._save_weights(final, self.out_dir / LAST_NAME, progress.step, progress.last_psnr, validation)
 
-    def _finish(self, final: nn.Module, progress: Progress, validation: ValidationSet | None, files: _RunFiles,
-                run_log: Any, *, interrupted: bool, resumed_from: int | None, started: float,
-                session_start: float) -> TrainResult:
+    def _finish(
+        self,
+        final: nn.Module,
+        progress: Progress,
+        validation: ValidationSet | None,
+        files: _RunFiles,
+        run_log: Any,
+        *,
+        interrupted: bool,
+        resumed_from: int | None,
+        started: float,
+        session_start: float,
+    ) -> TrainResult:
         """The result, the log's last record and the summary line."""
         for attribute, name in (("best", BEST_NAME), ("last", LAST_NAME)):
             if self.context.is_main and getattr(files, attribute) is None and (self.out_dir / name).exists():
                 setattr(files, attribute, self.out_dir / name)  # written by an earlier session of this run
         result = TrainResult(
-            out_dir=self.out_dir, step=progress.step, total_steps=self.config.train.steps, interrupted=interrupted,
-            resumed_from=resumed_from, best_psnr=progress.best_psnr, best_step=progress.best_step,
-            last_psnr=progress.last_psnr, best_weights=files.best, last_weights=files.last,
-            checkpoint=files.checkpoint, log_file=run_log.path, elapsed_s=time.perf_counter() - session_start,
-            validation_set=validation.name if validation is not None else None, model=final.eval(),
+            out_dir=self.out_dir,
+            step=progress.step,
+            total_steps=self.config.train.steps,
+            interrupted=interrupted,
+            resumed_from=resumed_from,
+            best_psnr=progress.best_psnr,
+            best_step=progress.best_step,
+            last_psnr=progress.last_psnr,
+            best_weights=files.best,
+            last_weights=files.last,
+            checkpoint=files.checkpoint,
+            log_file=run_log.path,
+            elapsed_s=time.perf_counter() - session_start,
+            validation_set=validation.name if validation is not None else None,
+            model=final.eval(),
         )
-        run_log.record("end", step=progress.step, interrupted=interrupted, best_psnr=progress.best_psnr,
-                       best_step=progress.best_step, last_psnr=progress.last_psnr,
-                       elapsed_s=round(result.elapsed_s, 3), setup_s=round(session_start - started, 3))
+        run_log.record(
+            "end",
+            step=progress.step,
+            interrupted=interrupted,
+            best_psnr=progress.best_psnr,
+            best_step=progress.best_step,
+            last_psnr=progress.last_psnr,
+            elapsed_s=round(result.elapsed_s, 3),
+            setup_s=round(session_start - started, 3),
+        )
         run_log.end_progress()
         run_log.message(result.summary())
         run_log.close()
         return result
 
-    def _loop(self, loader: Any, progress: Progress, run_log: Any, global_batch: int, *,
-              step: Callable[[Any], dict[str, torch.Tensor]], log_interval: Callable[[int, dict[str, float]], None],
-              validate_and_save: Callable[[], None], write_checkpoint: Callable[[], None],
-              save_on_stop: Callable[[], None], extra: Sequence[tuple[int, Callable[[], None]]] = ()) -> bool:
+    def _loop(
+        self,
+        loader: Any,
+        progress: Progress,
+        run_log: Any,
+        global_batch: int,
+        *,
+        step: Callable[[Any], dict[str, torch.Tensor]],
+        log_interval: Callable[[int, dict[str, float]], None],
+        validate_and_save: Callable[[], None],
+        write_checkpoint: Callable[[], None],
+        save_on_stop: Callable[[], None],
+        extra: Sequence[tuple[int, Callable[[], None]]] = (),
+    ) -> bool:
         """Run `step` on batches up to `train.steps`, with logging, validation and checkpoints on schedule.
 
         `step(batch)` updates the networks and returns the scalars to average
@@ -455,8 +565,9 @@ class _Run:
 
         def prepare():
             pairs, what = training_pairs(self.config, scale, progress=self.context.is_main)
-            return prepare_training_images(pairs, scale, hr_patch, cache=data.cache,
-                                           cache_dir=data.cache_dir or None, skip_small=data.skip_small), what
+            return prepare_training_images(
+                pairs, scale, hr_patch, cache=data.cache, cache_dir=data.cache_dir or None, skip_small=data.skip_small
+            ), what
 
         prepared = distributed.on_main(self.context, prepare)
         if not self.context.is_main:
@@ -469,16 +580,30 @@ class _Run:
         config = self.config
         if not config.val.set:
             return None
-        return distributed.on_main(self.context, lambda: load_validation_set(
-            config.val.set, scale, limit=config.val.limit, root=config.data.root,
-            downgrade=config.data.downgrade, download=config.data.download))
+        return distributed.on_main(
+            self.context,
+            lambda: load_validation_set(
+                config.val.set,
+                scale,
+                limit=config.val.limit,
+                root=config.data.root,
+                downgrade=config.data.downgrade,
+                download=config.data.download,
+            ),
+        )
 
     def _loader(self, samples: Any, progress: Progress) -> Any:
         """This rank's batches, from the sample the run has reached (so a resumed run sees what it would have)."""
         data = self.config.data
-        return patch_loader(samples, data.batch_size, start_sample=progress.samples_seen, rank=self.context.rank,
-                            world_size=self.context.world_size, workers=data.workers,
-                            pin_memory=self.device.type == "cuda")
+        return patch_loader(
+            samples,
+            data.batch_size,
+            start_sample=progress.samples_seen,
+            rank=self.context.rank,
+            world_size=self.context.world_size,
+            workers=data.workers,
+            pin_memory=self.device.type == "cuda",
+        )
 
     def _open_log(self, progress: Progress) -> RunLog:
         """The output folder with the resolved config in it, and the run's log (silent on ranks > 0)."""
@@ -486,8 +611,13 @@ class _Run:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             with atomic_write(self.out_dir / CONFIG_NAME, "w", overwrite=True) as handle:
                 handle.write(self.config.to_toml())
-        return RunLog(self.out_dir, enabled=self.context.is_main, total_steps=self.config.train.steps,
-                      start_step=progress.step, progress_bar=self.progress_bar)
+        return RunLog(
+            self.out_dir,
+            enabled=self.context.is_main,
+            total_steps=self.config.train.steps,
+            start_step=progress.step,
+            progress_bar=self.progress_bar,
+        )
 
     def _build_network(self, preset, args: dict[str, Any], *, resuming: bool) -> nn.Module:
         """The network, initialised from the seed (every rank alike) or from `model.init`.
@@ -549,22 +679,33 @@ class _Run:
             f"{samples.epoch_length} images: {data_description}; HR patch {hr_patch}, batch "
             f"{config.data.batch_size} x {context.world_size} process(es) = {global_batch}, "
             f"{config.train.steps} steps, {config.train.loss} loss, {config.train.precision}, device {self.device}; "
-            f"output in {self.out_dir}")
+            f"output in {self.out_dir}"
+        )
         if resumed_from is not None:
             run_log.message(f"resuming from step {resumed_from} ({state_path})")
-        run_log.record("start", step=progress.step, resumed=resumed_from is not None,
-                       world_size=context.world_size, global_batch=global_batch, config=config.to_dict())
+        run_log.record(
+            "start",
+            step=progress.step,
+            resumed=resumed_from is not None,
+            world_size=context.world_size,
+            global_batch=global_batch,
+            config=config.to_dict(),
+        )
 
         files = _RunFiles(checkpoint=self.checkpoint_path if state is not None else None)
 
         def write_checkpoint() -> None:
             if context.is_main:
-                self._write_checkpoint(files, progress.state(samples, global_batch), {
-                    "model_spec": spec,
-                    "model": model.state_dict(),
-                    **update.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                })
+                self._write_checkpoint(
+                    files,
+                    progress.state(samples, global_batch),
+                    {
+                        "model_spec": spec,
+                        "model": model.state_dict(),
+                        **update.state_dict(),
+                        "ema": ema.state_dict() if ema is not None else None,
+                    },
+                )
 
         def validate_and_save() -> None:
             if context.is_main:
@@ -583,21 +724,46 @@ class _Run:
         session_start = time.perf_counter()
         model.train()
         interrupted = self._loop(
-            loader, progress, run_log, global_batch, step=step,
+            loader,
+            progress,
+            run_log,
+            global_batch,
+            step=step,
             log_interval=lambda done, report: run_log.interval(done, **report, lr=update.learning_rate),
-            validate_and_save=validate_and_save, write_checkpoint=write_checkpoint,
-            save_on_stop=lambda: self._save_last(final, progress, validation, files))
-        return self._finish(final, progress, validation, files, run_log, interrupted=interrupted,
-                            resumed_from=resumed_from, started=started, session_start=session_start)
+            validate_and_save=validate_and_save,
+            write_checkpoint=write_checkpoint,
+            save_on_stop=lambda: self._save_last(final, progress, validation, files),
+        )
+        return self._finish(
+            final,
+            progress,
+            validation,
+            files,
+            run_log,
+            interrupted=interrupted,
+            resumed_from=resumed_from,
+            started=started,
+            session_start=session_start,
+        )
 
     def _warn_about_changes(self, state: dict[str, Any], epoch_length: int) -> None:
         if not self.context.is_main:
             return
-        changes = [change for change in changed_options(state.get("config", {}), self.config.to_dict())
-                   if not change.startswith(HARMLESS_CHANGES)]
+        changes = [
+            change
+            for change in changed_options(state.get("config", {}), self.config.to_dict())
+            if not change.startswith(HARMLESS_CHANGES)
+        ]
         if changes:
-            log.warning("options changed since the checkpoint: %s. The optimizer and learning-rate "
-                        "schedule continue from the checkpoint's state", "; ".join(changes))
+            log.warning(
+                "options changed since the checkpoint: %s. The optimizer and learning-rate "
+                "schedule continue from the checkpoint's state",
+                "; ".join(changes),
+            )
         if state["data"]["epoch_length"] != epoch_length:
-            log.warning("the training set has %d images, the checkpoint's had %d: the sample order "
-                        "differs from the original run's from here on", epoch_length, state["data"]["epoch_length"])
+            log.warning(
+                "the training set has %d images, the checkpoint's had %d: the sample order "
+                "differs from the original run's from here on",
+                epoch_length,
+                state["data"]["epoch_length"],
+            )

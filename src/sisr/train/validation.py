@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -50,8 +50,9 @@ def _benchmark(name: str, scale: int, root: str) -> Iterator[tuple]:
         yield image_name, to_rgb8(hr), to_rgb8(lr)
 
 
-def load_validation_set(name: str, scale: int, *, limit: int = 0, root: str = "", downgrade: str = "bicubic",
-                        download: bool = True) -> ValidationSet:
+def load_validation_set(
+    name: str, scale: int, *, limit: int = 0, root: str = "", downgrade: str = "bicubic", download: bool = True
+) -> ValidationSet:
     """A benchmark set by name (Set5, DIV2K-valid, ...) or folder, read once into memory."""
     if name.strip().lower() in DIV2K_VALID_NAMES:
         source, label = _div2k_valid(scale, downgrade, root, limit, download), f"DIV2K-valid ({downgrade})"
@@ -61,8 +62,10 @@ def load_validation_set(name: str, scale: int, *, limit: int = 0, root: str = ""
     for image_name, hr, lr in source:
         height, width = lr.shape[0] * scale, lr.shape[1] * scale
         if hr.shape[0] < height or hr.shape[1] < width:
-            raise SisrError(f"{label}/{image_name}: HR {hr.shape[1]}x{hr.shape[0]} is smaller than "
-                            f"x{scale} the LR {lr.shape[1]}x{lr.shape[0]}")
+            raise SisrError(
+                f"{label}/{image_name}: HR {hr.shape[1]}x{hr.shape[0]} is smaller than "
+                f"x{scale} the LR {lr.shape[1]}x{lr.shape[0]}"
+            )
         lr_tensor = torch.from_numpy(lr.transpose(2, 0, 1).copy()).unsqueeze(0).float().div_(255)
         pairs.append((image_name, lr_tensor, np.ascontiguousarray(hr[:height, :width])))
         if limit and len(pairs) >= limit:

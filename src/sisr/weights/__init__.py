@@ -8,7 +8,22 @@ from .resolve import resolve_model
 from .zoo import ZooEntry, fetch_pretrained, get_pretrained, list_pretrained, load_pretrained
 
 __all__ = [
-    "BUNDLED", "ZooEntry", "convert", "default_model_name", "detect_format", "export_model", "fetch_pretrained", "get_pretrained", "list_pretrained",
-    "load_bundled", "load_foreign", "load_model", "load_pretrained", "load_state_dict_strict", "model_spec", "read_weight_file",
-    "resolve_model", "save_model",
+    "BUNDLED",
+    "ZooEntry",
+    "convert",
+    "default_model_name",
+    "detect_format",
+    "export_model",
+    "fetch_pretrained",
+    "get_pretrained",
+    "list_pretrained",
+    "load_bundled",
+    "load_foreign",
+    "load_model",
+    "load_pretrained",
+    "load_state_dict_strict",
+    "model_spec",
+    "read_weight_file",
+    "resolve_model",
+    "save_model",
 ]

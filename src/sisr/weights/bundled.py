@@ -45,8 +45,12 @@ class BundledModel:
 # a third, with larger patches and batches (x3 met its quality bar after two).
 _STAGES = {2: ("", "-stage2", "-stage3"), 3: ("", "-stage2"), 4: ("", "-stage2", "-stage3")}
 BUNDLED: dict[str, BundledModel] = {
-    f"default-x{scale}": BundledModel(f"default-x{scale}", scale, f"wdsr-b-16-x{scale}",
-                                      tuple(f"configs/default-x{scale}{stage}.toml" for stage in stages))
+    f"default-x{scale}": BundledModel(
+        f"default-x{scale}",
+        scale,
+        f"wdsr-b-16-x{scale}",
+        tuple(f"configs/default-x{scale}{stage}.toml" for stage in stages),
+    )
     for scale, stages in _STAGES.items()
 }
 
@@ -61,14 +65,18 @@ def default_model_name(scale: int | None = None) -> str:
     name = f"default-x{scale}"
     if name not in BUNDLED:
         scales = ", ".join(f"x{entry.scale}" for entry in BUNDLED.values())
-        raise SisrError(f"no default network for x{scale} (sisr ships {scales}); pass --model: a weight file, "
-                        f"a pretrained model name (`sisr models --pretrained`) or `bicubic`")
+        raise SisrError(
+            f"no default network for x{scale} (sisr ships {scales}); pass --model: a weight file, "
+            f"a pretrained model name (`sisr models --pretrained`) or `bicubic`"
+        )
     return name
 
 
 def load_bundled(name: str, device: str | torch.device = "cpu") -> nn.Module:
     entry = BUNDLED[name]
     if not entry.path.is_file():
-        raise SisrError(f"{name}: the bundled weight file {entry.path} is missing from this installation "
-                        f"(reinstall sisr, or pass --model with another network)")
+        raise SisrError(
+            f"{name}: the bundled weight file {entry.path} is missing from this installation "
+            f"(reinstall sisr, or pass --model with another network)"
+        )
     return load_model(entry.path, device=device)

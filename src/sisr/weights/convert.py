@@ -144,8 +144,11 @@ def convert(
     src = Path(src)
     if detect_format(src) == "sisr":
         model = load_model(src)
-        metadata = {key: value for key, value in model.sisr_metadata.items()
-                    if key not in ("format", "format_version", "arch", "args", "scale")}
+        metadata = {
+            key: value
+            for key, value in model.sisr_metadata.items()
+            if key not in ("format", "format_version", "arch", "args", "scale")
+        }
     else:
         imported = import_foreign(src)
         model = build_imported(imported, str(src))

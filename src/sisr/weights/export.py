@@ -17,8 +17,8 @@ import copy
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -39,8 +39,13 @@ def fold_weight_norm(model: nn.Module) -> nn.Module:
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, WeightNormConv2d):
-                conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, padding=child.padding,
-                                 bias=child.bias is not None)
+                conv = nn.Conv2d(
+                    child.in_channels,
+                    child.out_channels,
+                    child.kernel_size,
+                    padding=child.padding,
+                    bias=child.bias is not None,
+                )
                 with torch.no_grad():
                     conv.weight.copy_(child.weight)
                     if child.bias is not None:
@@ -97,15 +102,22 @@ def export_onnx(
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as error:
-        raise SisrError(f"ONNX export needs the onnx and onnxscript packages ({error.name} is missing): "
-                        "pip install 'sisr[onnx]'") from None
+        raise SisrError(
+            f"ONNX export needs the onnx and onnxscript packages ({error.name} is missing): pip install 'sisr[onnx]'"
+        ) from None
     prepared = prepare_for_export(model)
     dynamic = torch.export.Dim.DYNAMIC
     with _quiet_exporter(), torch.no_grad():
         try:
             program = torch.onnx.export(
-                prepared, (_example(prepared),), None, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: dynamic, 2: dynamic, 3: dynamic},), opset_version=opset, verbose=False,
+                prepared,
+                (_example(prepared),),
+                None,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: dynamic, 2: dynamic, 3: dynamic},),
+                opset_version=opset,
+                verbose=False,
                 external_data=False,
             )
         except Exception as error:  # the exporter raises its own zoo of types

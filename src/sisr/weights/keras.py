@@ -279,8 +279,13 @@ def _edsr(convs: list[KerasLayer], source: str) -> ImportedWeights:
     for k, (conv, stage) in enumerate(zip(upsampling, stages)):
         tensors |= _plain_conv(f"tail.0.{2 * k}", conv, pixel_shuffle_order(filters, stage))
     tensors |= _plain_conv("tail.1", tail)
-    args = {"scale": scale, "num_filters": filters, "num_blocks": num_blocks, "res_scale": res_scale,
-            "input_scale": 2.0}
+    args = {
+        "scale": scale,
+        "num_filters": filters,
+        "num_blocks": num_blocks,
+        "res_scale": res_scale,
+        "input_scale": 2.0,
+    }
     return ImportedWeights("edsr", args, tensors, "keras-h5: EDSR", [note])
 
 
@@ -304,8 +309,13 @@ def _wdsr(convs: list[KerasLayer], source: str) -> ImportedWeights:
     if not body or len(body) % per_block:
         raise SisrError(f"{source}: {len(body)} body convs do not make WDSR-{block.upper()} blocks of {per_block}")
     wide = body[0].out_channels
-    args: dict[str, Any] = {"scale": scale, "block": block, "num_filters": filters,
-                            "num_blocks": len(body) // per_block, "expansion": wide // filters}
+    args: dict[str, Any] = {
+        "scale": scale,
+        "block": block,
+        "num_filters": filters,
+        "num_blocks": len(body) // per_block,
+        "expansion": wide // filters,
+    }
     if block == "b":
         low_rank = body[1].out_channels
         args["linear"] = 0.8 if int(filters * 0.8) == low_rank else low_rank / filters
@@ -329,8 +339,9 @@ def _srresnet(layers: list[KerasLayer], source: str) -> ImportedWeights:
 
     def mismatch(index: int, expected: str) -> SisrError:
         found = f"{layers[index].name} ({kinds[index]})" if index < len(layers) else "the end of the file"
-        return SisrError(f"{source}: not an SRResNet (SRGAN generator): weight layer {index} is {found}, "
-                         f"expected {expected}")
+        return SisrError(
+            f"{source}: not an SRResNet (SRGAN generator): weight layer {index} is {found}, expected {expected}"
+        )
 
     if kinds[:2] != ["conv", "prelu"]:
         raise mismatch(0 if kinds[:1] != ["conv"] else 1, "a 9x9 conv and a PReLU")
@@ -362,8 +373,13 @@ def _srresnet(layers: list[KerasLayer], source: str) -> ImportedWeights:
         raise mismatch(i if kinds[i : i + 1] != ["conv"] else i + 1, "the final 9x9 conv, last")
     tensors |= _plain_conv("tail.0", layers[i])
     args = {"scale": _scale_of(stages, source), "num_filters": filters, "num_blocks": num_blocks}
-    return ImportedWeights("srresnet", args, tensors, "keras-h5: SRResNet (SRGAN generator)",
-                           ["Keras batch-norm epsilon folded into running_var"])
+    return ImportedWeights(
+        "srresnet",
+        args,
+        tensors,
+        "keras-h5: SRResNet (SRGAN generator)",
+        ["Keras batch-norm epsilon folded into running_var"],
+    )
 
 
 def import_keras_h5(path: str | os.PathLike) -> ImportedWeights:

@@ -95,7 +95,9 @@ def read_weight_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str,
             "import it with `sisr convert` or save it with sisr.save_model"
         )
     if metadata.get("format_version") != FORMAT_VERSION:
-        raise SisrError(f"{path}: sisr weight format version {metadata.get('format_version')!r}; this sisr reads {FORMAT_VERSION}")
+        raise SisrError(
+            f"{path}: sisr weight format version {metadata.get('format_version')!r}; this sisr reads {FORMAT_VERSION}"
+        )
     try:
         spec = {"arch": metadata["arch"], "args": json.loads(metadata["args"])}
     except (KeyError, json.JSONDecodeError) as error:

@@ -55,7 +55,7 @@ def read_torch_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
         raise SisrError(f"{path}: a PyTorch checkpoint without a state dict of tensors (found {found})")
     for prefix in _WRAPPER_PREFIXES:  # DataParallel / EDSR's Model wrapper
         if all(key.startswith(prefix) for key in checkpoint):
-            checkpoint = {key[len(prefix):]: value for key, value in checkpoint.items()}
+            checkpoint = {key[len(prefix) :]: value for key, value in checkpoint.items()}
     return {key: value.float() if value.is_floating_point() else value for key, value in checkpoint.items()}, where
 
 
@@ -122,8 +122,13 @@ def _official_edsr(state: dict[str, torch.Tensor], source: str) -> ImportedWeigh
     upsampling = _numbered(state, r"tail\.0\.(\d+)\.weight")
     res_scale, note = res_scale_convention(filters)
     mean_args, mean_notes = _mean_shift(state, source)
-    args = {"scale": _stages(state, upsampling, filters, source), "num_filters": filters, "num_blocks": num_blocks,
-            "res_scale": res_scale, **mean_args}
+    args = {
+        "scale": _stages(state, upsampling, filters, source),
+        "num_filters": filters,
+        "num_blocks": num_blocks,
+        "res_scale": res_scale,
+        **mean_args,
+    }
     tensors = {k: v for k, v in state.items() if not k.startswith(("sub_mean.", "add_mean."))}
     return ImportedWeights("edsr", args, tensors, "pytorch: official EDSR-PyTorch", [note, *mean_notes])
 
@@ -149,8 +154,13 @@ def _basicsr_edsr(state: dict[str, torch.Tensor], where: str, source: str) -> Im
                 break
         tensors[key] = value
     # BasicSR keeps the mean out of the state dict: its defaults (DIV2K mean, img_range 255) apply.
-    args = {"scale": _stages(state, upsampling, filters, source), "num_filters": filters, "num_blocks": num_blocks,
-            "res_scale": res_scale, "input_scale": 255.0}
+    args = {
+        "scale": _stages(state, upsampling, filters, source),
+        "num_filters": filters,
+        "num_blocks": num_blocks,
+        "res_scale": res_scale,
+        "input_scale": 255.0,
+    }
     notes = [note, "BasicSR defaults assumed: DIV2K rgb_mean, img_range 255"]
     return ImportedWeights("edsr", args, tensors, f"pytorch: BasicSR EDSR ({where})", notes)
 
@@ -158,8 +168,11 @@ def _basicsr_edsr(state: dict[str, torch.Tensor], where: str, source: str) -> Im
 def _basicsr_msrresnet(state: dict[str, torch.Tensor], where: str, source: str) -> ImportedWeights:
     filters = _check_rgb(state, "conv_first.weight", source)
     upsampling = _numbered(state, r"upconv(\d+)\.weight")
-    args = {"scale": _stages(state, upsampling, filters, source), "num_filters": filters,
-            "num_blocks": _count(state, r"body\.\d+\.conv1\.weight")}
+    args = {
+        "scale": _stages(state, upsampling, filters, source),
+        "num_filters": filters,
+        "num_blocks": _count(state, r"body\.\d+\.conv1\.weight"),
+    }
     return ImportedWeights("msrresnet", args, dict(state), f"pytorch: BasicSR MSRResNet ({where})")
 
 

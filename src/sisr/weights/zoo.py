@@ -103,79 +103,100 @@ _OFFICIAL_FILES = {
 # PSNR on DIV2K validation 0801-0900, RGB, scale + 2 border pixels ignored, no self-ensemble:
 # the table of the EDSR-PyTorch README for these very files.
 _OFFICIAL_DIV2K_PSNR = {
-    ("edsr-baseline", 2): 34.61, ("edsr-baseline", 3): 30.92, ("edsr-baseline", 4): 28.95,
-    ("edsr", 2): 35.03, ("edsr", 3): 31.26, ("edsr", 4): 29.25,
+    ("edsr-baseline", 2): 34.61,
+    ("edsr-baseline", 3): 30.92,
+    ("edsr-baseline", 4): 28.95,
+    ("edsr", 2): 35.03,
+    ("edsr", 3): 31.26,
+    ("edsr", 4): 29.25,
 }
 
 for (_family, _scale), _file in _OFFICIAL_FILES.items():
     _large = _family == "edsr"
-    _register(ZooEntry(
-        name=f"{_family}-x{_scale}@official",
-        preset=f"{_family}-x{_scale}",
-        arch="edsr",
-        args={"scale": _scale, "num_filters": 256 if _large else 64, "num_blocks": 32 if _large else 16,
-              "res_scale": 0.1 if _large else 1.0, "input_scale": 255.0},
-        url=_OFFICIAL_BASE + _file,
-        source_format="torch",
-        licence=_OFFICIAL_LICENCE,
-        description=(f"{'EDSR' if _large else 'EDSR baseline'} x{_scale} of the EDSR authors "
-                     f"(EDSR-PyTorch release), trained on DIV2K bicubic; works on 0..255 values"),
-        sha256_prefix=_file.rsplit("-", 1)[1].split(".")[0],
-        reported={"DIV2K val (RGB), EDSR-PyTorch README": _OFFICIAL_DIV2K_PSNR[(_family, _scale)]},
-    ))
+    _register(
+        ZooEntry(
+            name=f"{_family}-x{_scale}@official",
+            preset=f"{_family}-x{_scale}",
+            arch="edsr",
+            args={
+                "scale": _scale,
+                "num_filters": 256 if _large else 64,
+                "num_blocks": 32 if _large else 16,
+                "res_scale": 0.1 if _large else 1.0,
+                "input_scale": 255.0,
+            },
+            url=_OFFICIAL_BASE + _file,
+            source_format="torch",
+            licence=_OFFICIAL_LICENCE,
+            description=(
+                f"{'EDSR' if _large else 'EDSR baseline'} x{_scale} of the EDSR authors "
+                f"(EDSR-PyTorch release), trained on DIV2K bicubic; works on 0..255 values"
+            ),
+            sha256_prefix=_file.rsplit("-", 1)[1].split(".")[0],
+            reported={"DIV2K val (RGB), EDSR-PyTorch README": _OFFICIAL_DIV2K_PSNR[(_family, _scale)]},
+        )
+    )
 
 _KRASSER_LICENCE = "Apache-2.0 (github.com/krasserm/super-resolution)"
 _KRASSER_BASE = "https://martin-krasser.de/sisr/"
 # The archives and the paths inside them are those of the krasserm/super-resolution README
 # ("Pre-trained weights", `model.load_weights('weights/...')`) and example-srgan.ipynb.
-_KRASSER_NO_CHECKSUM = ("no checksum is published for Krasser's archives: the first download's sha256 is "
-                        "recorded and enforced (trust on first use)")
+_KRASSER_NO_CHECKSUM = (
+    "no checksum is published for Krasser's archives: the first download's sha256 is "
+    "recorded and enforced (trust on first use)"
+)
 
-_register(ZooEntry(
-    name="edsr-16-x4@krasser",
-    preset="edsr-baseline-x4",
-    arch="edsr",
-    # His EDSR normalises with (x - mean * 255) / 127.5, i.e. input_scale 2.
-    args={"scale": 4, "num_filters": 64, "num_blocks": 16, "res_scale": 1.0, "input_scale": 2.0},
-    url=_KRASSER_BASE + "weights-edsr-16-x4.tar.gz",
-    member="weights/edsr-16-x4/weights.h5",
-    source_format="keras-h5",
-    licence=_KRASSER_LICENCE,
-    description="EDSR baseline x4 (16 blocks, 64 filters) of Krasser's TensorFlow code, trained on DIV2K bicubic x4",
-    checksum_note=_KRASSER_NO_CHECKSUM,
-    reported={"DIV2K val (RGB, 6+4 px border included), Krasser README": 28.89},
-))
-_register(ZooEntry(
-    name="wdsr-b-32-x4@krasser",
-    preset="wdsr-b-32-x4",
-    arch="wdsr",
-    args={"scale": 4, "block": "b", "num_filters": 32, "num_blocks": 32, "expansion": 6, "linear": 0.8},
-    url=_KRASSER_BASE + "weights-wdsr-b-32-x4.tar.gz",
-    member="weights/wdsr-b-32-x4/weights.h5",
-    source_format="keras-h5",
-    licence=_KRASSER_LICENCE,
-    description="WDSR-B x4 (32 blocks, 32 filters, expansion 6) of Krasser's TensorFlow code, trained on DIV2K "
-                "bicubic x4",
-    checksum_note=_KRASSER_NO_CHECKSUM,
-    reported={"DIV2K val (RGB, 6+4 px border included), Krasser README": 28.91},
-))
+_register(
+    ZooEntry(
+        name="edsr-16-x4@krasser",
+        preset="edsr-baseline-x4",
+        arch="edsr",
+        # His EDSR normalises with (x - mean * 255) / 127.5, i.e. input_scale 2.
+        args={"scale": 4, "num_filters": 64, "num_blocks": 16, "res_scale": 1.0, "input_scale": 2.0},
+        url=_KRASSER_BASE + "weights-edsr-16-x4.tar.gz",
+        member="weights/edsr-16-x4/weights.h5",
+        source_format="keras-h5",
+        licence=_KRASSER_LICENCE,
+        description="EDSR baseline x4 (16 blocks, 64 filters) of Krasser's TensorFlow code, trained on DIV2K bicubic x4",
+        checksum_note=_KRASSER_NO_CHECKSUM,
+        reported={"DIV2K val (RGB, 6+4 px border included), Krasser README": 28.89},
+    )
+)
+_register(
+    ZooEntry(
+        name="wdsr-b-32-x4@krasser",
+        preset="wdsr-b-32-x4",
+        arch="wdsr",
+        args={"scale": 4, "block": "b", "num_filters": 32, "num_blocks": 32, "expansion": 6, "linear": 0.8},
+        url=_KRASSER_BASE + "weights-wdsr-b-32-x4.tar.gz",
+        member="weights/wdsr-b-32-x4/weights.h5",
+        source_format="keras-h5",
+        licence=_KRASSER_LICENCE,
+        description="WDSR-B x4 (32 blocks, 32 filters, expansion 6) of Krasser's TensorFlow code, trained on DIV2K "
+        "bicubic x4",
+        checksum_note=_KRASSER_NO_CHECKSUM,
+        reported={"DIV2K val (RGB, 6+4 px border included), Krasser README": 28.91},
+    )
+)
 for _file, _name, _what in (
     ("pre_generator.h5", "srresnet-x4@krasser", "SRResNet x4 (SRGAN generator pre-trained with MSE)"),
     ("gan_generator.h5", "srgan-x4@krasser", "SRGAN generator x4 fine-tuned adversarially (VGG54 content loss)"),
 ):
-    _register(ZooEntry(
-        name=_name,
-        preset="srresnet-x4",
-        arch="srresnet",
-        args={"scale": 4, "num_filters": 64, "num_blocks": 16},
-        # Both generators come in one archive, downloaded once for both entries.
-        url=_KRASSER_BASE + "weights-srgan.tar.gz",
-        member=f"weights/srgan/{_file}",
-        source_format="keras-h5",
-        licence=_KRASSER_LICENCE,
-        description=f"{_what} of Krasser's TensorFlow code, trained on DIV2K bicubic x4",
-        checksum_note=_KRASSER_NO_CHECKSUM,
-    ))
+    _register(
+        ZooEntry(
+            name=_name,
+            preset="srresnet-x4",
+            arch="srresnet",
+            args={"scale": 4, "num_filters": 64, "num_blocks": 16},
+            # Both generators come in one archive, downloaded once for both entries.
+            url=_KRASSER_BASE + "weights-srgan.tar.gz",
+            member=f"weights/srgan/{_file}",
+            source_format="keras-h5",
+            licence=_KRASSER_LICENCE,
+            description=f"{_what} of Krasser's TensorFlow code, trained on DIV2K bicubic x4",
+            checksum_note=_KRASSER_NO_CHECKSUM,
+        )
+    )
 del _family, _scale, _file, _large, _name, _what
 
 
@@ -192,8 +213,9 @@ def close_pretrained_names(name: str) -> list[str]:
     """Zoo names a mistyped or source-less name probably meant."""
     model = name.partition("@")[0]
     same_model = [known for known in ZOO if known.partition("@")[0] == model]
-    return same_model + [known for known in difflib.get_close_matches(name, ZOO, n=3, cutoff=0.6)
-                         if known not in same_model]
+    return same_model + [
+        known for known in difflib.get_close_matches(name, ZOO, n=3, cutoff=0.6) if known not in same_model
+    ]
 
 
 def get_pretrained(name: str) -> ZooEntry:
@@ -266,9 +288,7 @@ def _weight_file_in(root: Path, entry: ZooEntry, archive: Path) -> Path:
     if len(found) == 1:
         return found[0]
     present = sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
-    raise SisrError(
-        f"{archive}: no {entry.member} inside (it holds {', '.join(present[:8]) or 'nothing'})"
-    )
+    raise SisrError(f"{archive}: no {entry.member} inside (it holds {', '.join(present[:8]) or 'nothing'})")
 
 
 def _check_architecture(entry: ZooEntry, arch: str, args: dict[str, Any], source: str) -> None:
