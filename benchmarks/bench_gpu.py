@@ -7,7 +7,7 @@ Speed, per network and LR size (x4, a random RGB uint8 image):
 * `seconds`: uint8 image in, uint8 image out, as `sisr.upscale` gives it to a
   user (upload, network, rounding, download), best of --repeat after a warm-up;
 * `network_seconds`: the network alone on a float tensor already on the GPU,
-  synchronised, best of --repeat; its FLOPs (`sisr.bench.count_flops`) over
+  synchronised, best of --repeat; its FLOPs (`sisr.speed.count_flops`) over
   these seconds, as a fraction of the matrix-multiply peak of the same dtype
   measured in the same run (torch.mm, 8192^2; fp32 rows against the TF32 peak
   when cuDNN may use TF32 for convolutions, PyTorch's default, which the
@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from bench_inference import find_shared, load_network, quantize, set5_psnr  # same folder: the CPU benchmark's helpers
-from sisr.bench import CUDA_PEAK_MATRIX_SIDE, MatmulPeak, count_flops
+from sisr.speed import CUDA_PEAK_MATRIX_SIDE, MatmulPeak, count_flops
 from sisr.inference import image_kinds, prepare_model, upscale
 from sisr.models import create_model
 

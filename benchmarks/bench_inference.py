@@ -7,7 +7,7 @@ Speed: a size x size RGB uint8 image upscaled x4 by every implementation,
 round after round (one warm-up call each first), the best of --repeat rounds
 kept; the machine's fp32 matrix-multiply peak (torch.mm 2048^2) is measured
 after every round, so both see the same load. Each network's FLOPs (2 x
-multiply-adds, `sisr.bench.count_flops`) over its seconds, as a fraction of
+multiply-adds, `sisr.speed.count_flops`) over its seconds, as a fraction of
 that peak, shows how much of the machine it uses.
 
 Rows, for edsr-baseline-x4 and wdsr-b-32-x4 (--networks takes other presets
@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sisr.bench import MatmulPeak, count_flops, cpu_name
+from sisr.speed import MatmulPeak, count_flops, cpu_name
 from sisr.inference import native, prepare_model, upscale
 from sisr.inference.precision import cpu_has_native_bf16
 from sisr.models import build_model, create_model
@@ -203,7 +203,7 @@ def opencv_rows(shared: Path | None) -> tuple[list[Row], str]:
 
 def set5_psnr(run: Callable[[np.ndarray], np.ndarray], benchmarks: Path) -> float:
     """Mean Set5 x4 PSNR on Y, border 4, from the MATLAB-made LR images."""
-    from sisr.data.benchmarks import load_benchmark
+    from sisr.data.testsets import load_benchmark
     from sisr.imaging import psnr
 
     values = [

@@ -30,7 +30,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from sisr.bench import MatmulPeak, count_flops, cpu_name, load_model
+from sisr.speed import MatmulPeak, count_flops, cpu_name, load_model
 from sisr.inference import native, prepare_model
 from sisr.inference.fast import FusedWideBlockB
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 import sisr.inference.fast as fast
-from sisr.bench import MatmulPeak, cpu_name
+from sisr.speed import MatmulPeak, cpu_name
 from sisr.inference import native
 
 FEATURES, WIDE, NARROW = 32, 192, 25  # wdsr-b-32-x4's block

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from sisr.bench import cpu_name, load_model
+from sisr.speed import cpu_name, load_model
 from sisr.inference import prepare_model, upscale
 
 

@@ -1,4 +1,4 @@
-"""sisr.data.download: resumable, verified, atomic downloads and safe extraction.
+"""sisr.download: resumable, verified, atomic downloads and safe extraction.
 
 Every transfer goes to a server on 127.0.0.1 started by the test.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from httpserver import closed_port_url, serve_directory
-from sisr.data.download import (
+from sisr.download import (
     Resource,
     cache_dir,
     download,
@@ -30,7 +30,7 @@ from sisr.data.download import (
 from sisr.errors import SisrError
 
 # sisr.data re-exports the function `download`, which hides the module of that name.
-download_module = importlib.import_module("sisr.data.download")
+download_module = importlib.import_module("sisr.download")
 
 PAYLOAD = os.urandom(300_000)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()

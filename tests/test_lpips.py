@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from httpserver import serve_directory
 from sisr import lpips as lpips_module
-from sisr.data.download import Resource
+from sisr.download import Resource
 from sisr.errors import SisrError
 from sisr.lpips import LPIPS, find_lpips_weights, lpips_weights_available
 from sisr.train import finetune

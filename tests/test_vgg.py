@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from httpserver import closed_port_url, serve_directory
-from sisr.data.download import Resource
+from sisr.download import Resource
 from sisr.errors import SisrError
 from sisr.models import vgg
 from sisr.models.vgg import (

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from httpserver import closed_port_url, serve_directory
-from sisr.data.download import recorded_sha256_path
+from sisr.download import recorded_sha256_path
 from sisr.errors import SisrError
 from sisr.models import PRESETS, build_model, count_parameters
 from sisr.weights import resolve_model, zoo

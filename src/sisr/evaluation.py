@@ -57,7 +57,7 @@ def evaluate(
     Without `scale`, the networks' own scale is used (they must agree);
     `bicubic` alone needs it.
     """
-    from .data.benchmarks import load_benchmark
+    from .data.testsets import load_benchmark
     from .image_io import write_image
     from .imaging import psnr, ssim
     from .inference import prepare_model, upscale

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data.download import Resource, cache_dir
-from .data.download import download as download_file
+from .download import Resource, cache_dir
+from .download import download as download_file
 from .errors import SisrError
 from .models.vgg import read_state_dict
 

@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import format_result, result_dict, run_bench
+    from ..speed import format_result, result_dict, run_bench
     from ..errors import SisrError
 
     if args.model == "bicubic" and args.scale is None:

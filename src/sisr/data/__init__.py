@@ -1,6 +1,10 @@
-"""Data: downloading into the cache, and the benchmark / validation sets."""
+"""Data: the benchmark test sets (Set5, Set14, BSD100, ...), DIV2K and training patches.
 
-from .benchmarks import (
+Downloading and the cache are infrastructure shared with the weights, LPIPS
+and the native kernels, so they live in `sisr.download`, not here.
+"""
+
+from .testsets import (
     BENCHMARKS,
     BenchmarkSet,
     BenchmarkSpec,
@@ -9,19 +13,12 @@ from .benchmarks import (
     load_folder,
     read_image,
 )
-from .download import Resource, cache_dir, download, extract, fetch, fetch_and_extract
 
 __all__ = [
     "BENCHMARKS",
     "BenchmarkSet",
     "BenchmarkSpec",
     "ImagePair",
-    "Resource",
-    "cache_dir",
-    "download",
-    "extract",
-    "fetch",
-    "fetch_and_extract",
     "load_benchmark",
     "load_folder",
     "read_image",

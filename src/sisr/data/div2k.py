@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SisrError
-from .download import Resource, cache_dir, download, extract, extraction_marker
+from ..download import Resource, cache_dir, download, extract, extraction_marker
 from .training import TrainingPair, paired_folders
 
 log = logging.getLogger("sisr")

@@ -319,7 +319,7 @@ def _prepare_one(
 
 
 def default_decoded_cache() -> Path:
-    from .download import cache_dir
+    from ..download import cache_dir
 
     return cache_dir() / "decoded"
 

@@ -147,7 +147,7 @@ def _load() -> ctypes.CDLL:
     compiler = _compiler()
     if compiler is None:
         raise _Unavailable("no C compiler (cc, gcc, clang or $CC) on PATH")
-    from ..data.download import cache_dir
+    from ..download import cache_dir
 
     sources = sorted(KERNELS.glob("*.c"))
     if not sources:

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.download import Resource, cache_dir
-from ..data.download import download as download_file
+from ..download import Resource, cache_dir
+from ..download import download as download_file
 from ..errors import SisrError
 
 log = logging.getLogger("sisr")

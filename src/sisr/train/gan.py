@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from ..errors import SisrError
 from ..lpips import LPIPS, lpips_weights_available
 from ..models import build_model
-from ..perceptual import PIXEL_LOSSES, SRGAN_FEATURE_SCALE, ContentLoss, PerceptualLoss, discriminator_loss
+from ..losses import PIXEL_LOSSES, SRGAN_FEATURE_SCALE, ContentLoss, PerceptualLoss, discriminator_loss
 from . import distributed
 from .checkpoint import check_same_network, restore_rng_state
 from .config import TrainConfig, _merge_into, parse_override, read_toml, set_dotted

@@ -44,7 +44,7 @@ def _div2k_valid(scale: int, downgrade: str, root: str, limit: int, download: bo
 
 
 def _benchmark(name: str, scale: int, root: str) -> Iterator[tuple]:
-    from ..data.benchmarks import load_benchmark
+    from ..data.testsets import load_benchmark
 
     for image_name, hr, lr in load_benchmark(name, scale, root or None).iter_pairs():
         yield image_name, to_rgb8(hr), to_rgb8(lr)

@@ -11,43 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import SisrError
 from ..models import build_model
+from .imported import ImportedWeights
 from .native import load_model, load_state_dict_strict, save_model
 
 FOREIGN_SUFFIXES = (".h5", ".hdf5", ".pt", ".pth")
 
 _ZIP_SIGNATURE = b"PK\x03\x04"  # torch.save since PyTorch 1.6
 _PICKLE_PROTOCOL_2 = b"\x80\x02"  # legacy torch.save
-
-
-@dataclass
-class ImportedWeights:
-    """What an importer read off a foreign file: a sisr architecture with its state dict."""
-
-    arch: str
-    args: dict[str, Any]
-    tensors: dict[str, torch.Tensor]
-    source_format: str
-    # Assumptions the file could not settle (e.g. a residual scaling convention).
-    notes: list[str] = field(default_factory=list)
-
-
-def res_scale_convention(num_filters: int) -> tuple[float, str]:
-    """Residual scaling for an EDSR file: it is not stored, so follow the published models.
-
-    The EDSR paper trains its large model (256 filters) with 0.1 and the
-    baseline (64 filters) with 1.0; the official and BasicSR releases do the same.
-    """
-    res_scale = 0.1 if num_filters >= 256 else 1.0
-    return res_scale, f"res_scale {res_scale} assumed for {num_filters} filters (EDSR paper convention)"
 
 
 def _zip_format(path: Path) -> str:

@@ -29,7 +29,7 @@ import torch
 
 from ..errors import SisrError
 from ..models.common import upsample_stages
-from .convert import ImportedWeights, res_scale_convention
+from .imported import ImportedWeights, res_scale_convention
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 KERAS_BN_EPSILON = 1e-3

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import SisrError
 from ..models.common import DIV2K_RGB_MEAN, upsample_stages
-from .convert import ImportedWeights, res_scale_convention
+from .imported import ImportedWeights, res_scale_convention
 
 RGB = 3
 # Where training code nests the state dict (BasicSR: params / params_ema).

@@ -11,7 +11,7 @@ Checksums: the official EDSR files carry the first 8 hex digits of their
 sha256 in their names (the torch.hub naming convention); that prefix is
 checked. Krasser's archives have no published checksum anywhere, so the
 first download is trusted and its hash recorded (trust on first use, see
-`sisr.data.download`); later downloads must match it. Every conversion is
+`sisr.download`); later downloads must match it. Every conversion is
 also checked against the architecture the entry advertises, so a file of the
 wrong network is refused rather than cached.
 """
@@ -30,7 +30,7 @@ from typing import Any
 
 from torch import nn
 
-from ..data.download import cache_dir, download, downloads_dir, extract, recorded_sha256_path, sha256_of_file
+from ..download import cache_dir, download, downloads_dir, extract, recorded_sha256_path, sha256_of_file
 from ..errors import SisrError
 from .native import load_model, save_model
 

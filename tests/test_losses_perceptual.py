@@ -1,4 +1,4 @@
-"""sisr.perceptual: SRGAN's content and adversarial losses against hand-computed values."""
+"""sisr.losses: SRGAN's content and adversarial losses against hand-computed values."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 from sisr.errors import SisrError
 from sisr.models import Discriminator
 from sisr.models.vgg import VGG19FeatureExtractor
-from sisr.perceptual import ContentLoss, PerceptualLoss, discriminator_loss, generator_adversarial_loss
+from sisr.losses import ContentLoss, PerceptualLoss, discriminator_loss, generator_adversarial_loss
 
 
 def softplus(x: float) -> float:

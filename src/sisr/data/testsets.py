@@ -33,7 +33,7 @@ import numpy as np
 from .. import image_io
 from ..errors import SisrError
 from ..image_io import IMAGE_SUFFIXES, to_uint8
-from .download import Resource, cache_dir, fetch_and_extract
+from ..download import Resource, cache_dir, fetch_and_extract
 
 log = logging.getLogger("sisr")
 

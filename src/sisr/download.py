@@ -34,8 +34,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SisrError
-from ..files import atomic_write, exclusive_lock
+from .errors import SisrError
+from .files import atomic_write, exclusive_lock
 
 log = logging.getLogger("sisr")
 

@@ -1,4 +1,4 @@
-"""sisr.data.benchmarks: finding test sets and reading them as HR/LR pairs."""
+"""sisr.data.testsets: finding test sets and reading them as HR/LR pairs."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 from httpserver import closed_port_url, serve_directory
-from sisr.data import benchmarks
-from sisr.data.benchmarks import BENCHMARKS, find_spec, load_benchmark, load_folder, read_image
-from sisr.data.download import Resource
+from sisr.data import testsets as benchmarks
+from sisr.data.testsets import BENCHMARKS, find_spec, load_benchmark, load_folder, read_image
+from sisr.download import Resource
 from sisr.errors import SisrError
 
 

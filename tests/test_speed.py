@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from sisr import SisrError, create_model
-from sisr.bench import BenchResult, count_flops, format_result, result_dict, run_bench
+from sisr.speed import BenchResult, count_flops, format_result, result_dict, run_bench
 from sisr.cli import main
 
 
@@ -82,7 +82,7 @@ def test_bad_requests_are_errors(capsys):
 def test_the_peak_measures_in_the_asked_precision_and_leaves_torchs_tf32_switch_alone():
     """On CUDA, float32 convolutions run on TF32 tensor cores by default, so fp32 rows are compared with the
     TF32 product peak; measuring it must not change the switch that the user's own products follow."""
-    from sisr.bench import MatmulPeak
+    from sisr.speed import MatmulPeak
 
     before = torch.backends.cuda.matmul.allow_tf32
     peak = MatmulPeak(torch.device("cpu"), torch.float32, 64, tf32=not before)
