@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 from sisr import SisrError, create_model
-from sisr.inference import fold_weight_norm, prepare_model, upscale
+from sisr.inference import prepare_model, upscale
 from sisr.models import WeightNormConv2d, build_model
+from sisr.models.common import fold_weight_norm
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +239,7 @@ def test_unknown_device_is_refused(network):
 
 def test_folding_weight_norm_keeps_the_output_and_the_original():
     torch.manual_seed(3)
-    model = create_model("wdsr-b-16-x2", num_blocks=2)
+    model = create_model("wdsr-b-16-x2", num_blocks=2).network
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, WeightNormConv2d):
@@ -253,30 +254,30 @@ def test_folding_weight_norm_keeps_the_output_and_the_original():
 
 def test_upscale_leaves_the_callers_model_as_it_was(network):
     network.train()
-    before = {k: v.clone() for k, v in network.state_dict().items()}
+    before = {k: v.clone() for k, v in network.network.state_dict().items()}
     upscale(network, photo(6, 6), device="cpu")
-    assert network.training
-    assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())
+    assert network.network.training
+    assert all(torch.equal(before[k], v) for k, v in network.network.state_dict().items())
     network.eval()
 
 
 def test_a_prepared_model_is_used_as_it_is(network, monkeypatch):
     prepared = prepare_model(network, "fp32", "cpu")
-    assert not prepared.training and not any(p.requires_grad for p in prepared.parameters())
+    assert not prepared.network.training and not any(p.requires_grad for p in prepared.network.parameters())
     expected = upscale(network, photo(), device="cpu")
 
-    import sisr.inference.precision as precision
+    import sisr.inference.prepared as preparing
 
     def no_second_preparation(*args, **kwargs):
         raise AssertionError("prepared again")
 
-    monkeypatch.setattr(precision, "prepare_model", no_second_preparation)
+    monkeypatch.setattr(preparing.PreparedModel, "__init__", no_second_preparation)
     np.testing.assert_array_equal(upscale(prepared, photo(), device="cpu"), expected)
     with pytest.raises(AssertionError, match="prepared again"):  # other settings need a new copy
         upscale(prepared, photo(), precision="bf16", device="cpu")
     monkeypatch.undo()
     reduced = prepare_model(network, "bf16", "cpu")
-    monkeypatch.setattr(precision, "prepare_model", no_second_preparation)
+    monkeypatch.setattr(preparing.PreparedModel, "__init__", no_second_preparation)
     # "auto" (the default) takes a prepared model's own precision and device as they are
     np.testing.assert_array_equal(upscale(reduced, photo()), upscale(reduced, photo(), precision="bf16", device="cpu"))
 
@@ -301,7 +302,7 @@ FUSABLE = {
 def _trained_like(model):
     """Weight-norm gains away from ||v|| and non-zero biases, as after training."""
     with torch.no_grad():
-        for module in model.modules():
+        for module in model.network.modules():
             if isinstance(module, WeightNormConv2d):
                 module.weight_g.mul_(torch.rand_like(module.weight_g) + 0.5)
             if isinstance(module, torch.nn.Conv2d) and module.bias is not None:
@@ -317,7 +318,7 @@ def test_fast_paths_compute_what_the_network_computes(name):
     model = _trained_like(FUSABLE[name]().eval())
     fast = prepare_model(model, "fp32", "cpu")
     plain = prepare_model(model, "fp32", "cpu", fuse=False)
-    kinds = {type(m) for m in fast.modules()}
+    kinds = {type(m) for m in fast.network.modules()}
     assert (FusedWideBlockB in kinds) == name.startswith("wdsr-b")  # the fast path is really on where it applies
     assert (StreamedChain in kinds) == name.startswith("edsr")
     assert (InPlaceResBlock in kinds) == name.startswith("edsr")
@@ -339,14 +340,18 @@ def test_wdsr_output_fold_survives_preparing_again():
     model = _trained_like(FUSABLE["wdsr-b"]().eval())
     x = torch.rand(1, 3, 17, 21)
     fast = prepare_model(model, "fp32", "cpu")
-    assert isinstance(fast.folded_output, FoldedWdsrOutput)
+    assert isinstance(fast.network.folded_output, FoldedWdsrOutput)
+    assert prepare_model(fast, "fp32", "cpu") is fast  # a prepared model that fits is used as it is
     with torch.inference_mode():
         reference = model(x)
         for again in (
-            prepare_model(fast, "fp32", "cpu"),
-            prepare_model(fast, "fp32", "cpu", fuse=False),
+            prepare_model(fast, "bf16", "cpu"),  # other settings: prepared afresh from the original
+            prepare_model(fast.model, "fp32", "cpu", fuse=False),
             prepare_model(prepare_model(model, "fp32", "cpu", fuse=False), "fp32", "cpu"),
         ):
+            if again.precision == "bf16":
+                assert again.model is model and isinstance(again.network.folded_output, FoldedWdsrOutput)
+                continue
             torch.testing.assert_close(again(x), reference, rtol=0, atol=2e-5)
 
 
@@ -355,12 +360,15 @@ def test_the_wide_1x1_pair_runs_in_chunks_that_need_not_divide_the_image(monkeyp
 
     torch.manual_seed(1)
     model = _trained_like(create_model("wdsr-b-16-x2", num_blocks=1).eval())
-    fused = prepare_model(model, "fp32", "cpu")
+    fused = prepare_model(model, "fp32", "cpu", native_kernels=False)
+    blocks = [m for m in fused.network.modules() if isinstance(m, fast.FusedWideBlockB)]
+    assert blocks
     x = torch.rand(1, 3, 13, 11)  # 143 pixels
     with torch.inference_mode():
         reference = model(x)
         for chunk in (1, 7, 64, 1000):
-            monkeypatch.setattr(fast, "PIXELS_PER_CHUNK", chunk)
+            for block in blocks:
+                block.pixels_per_chunk = chunk
             torch.testing.assert_close(fused(x), reference, rtol=0, atol=2e-5)
 
 
@@ -370,7 +378,7 @@ def test_the_streamed_upsampler_equals_layer_by_layer(monkeypatch):
     torch.manual_seed(2)
     model = _trained_like(create_model("edsr-baseline-x4", num_blocks=1, num_filters=8).eval())
     fused = prepare_model(model, "fp32", "cpu")
-    assert isinstance(fused.tail, fast.StreamedChain)
+    assert isinstance(fused.network.tail, fast.StreamedChain)
     with torch.inference_mode():
         for height, width in ((2, 5), (9, 4), (31, 17)):
             x = torch.rand(1, 3, height, width)
@@ -385,7 +393,8 @@ def test_fused_models_keep_their_receptive_field():
 
     for make in FUSABLE.values():
         model = make()
-        assert receptive_field(prepare_model(model, "fp32", "cpu")) == receptive_field(model)
+        assert receptive_field(prepare_model(model, "fp32", "cpu").network) == receptive_field(model.network)
+        assert model.info.receptive_field == receptive_field(model.network)
 
 
 def test_self_ensemble_of_a_fused_model_is_the_mean_of_eight_passes():
@@ -393,7 +402,7 @@ def test_self_ensemble_of_a_fused_model_is_the_mean_of_eight_passes():
 
     torch.manual_seed(4)
     model = _trained_like(create_model("wdsr-b-16-x2", num_blocks=1).eval())
-    ensemble = prepare_model(SelfEnsemble(model), "fp32", "cpu")
+    ensemble = prepare_model(SelfEnsemble(model.network), "fp32", "cpu")
     x = torch.rand(1, 3, 9, 12)
     with torch.inference_mode():
         outputs = [
@@ -442,7 +451,7 @@ def test_auto_runs_bf16_on_a_cpu_with_bf16_instructions(network, monkeypatch):
     image = photo(12, 12)
     fp32 = upscale(network, image, device="cpu")
     monkeypatch.setenv("SISR_CPU_BF16", "1")
-    assert prepare_model(network, device="cpu").sisr_inference.precision == "bf16"
+    assert prepare_model(network, device="cpu").precision == "bf16"
     automatic = upscale(network, image, device="cpu")
     np.testing.assert_array_equal(automatic, upscale(network, image, precision="bf16", device="cpu"))
     assert 40 < psnr(automatic, fp32) < float("inf")  # really bf16: close to fp32, not equal
@@ -452,8 +461,6 @@ def test_auto_runs_bf16_on_a_cpu_with_bf16_instructions(network, monkeypatch):
 
 def test_an_fp16_batch_that_overflows_is_run_again_in_fp32(caplog):
     """fp16 needs CUDA; the fallback is checked with a network that overflows under autocast only."""
-    from sisr.inference.precision import InferenceSettings
-    from sisr.inference.upscale import _checked_forward
 
     class Overflowing(torch.nn.Module):
         scale = 2
@@ -462,18 +469,17 @@ def test_an_fp16_batch_that_overflows_is_run_again_in_fp32(caplog):
             out = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
             return out * float("inf") if torch.is_autocast_enabled("cpu") else out
 
-    model = Overflowing()
-    model.sisr_inference = InferenceSettings("fp16", torch.device("cpu"), torch.bfloat16, False)
+    prepared = prepare_model(Overflowing(), "bf16", "cpu")
+    prepared.precision = "fp16"  # CPU autocast stands in for CUDA's fp16 here
     x = torch.rand(1, 3, 5, 6)
     with caplog.at_level("WARNING", logger="sisr"):
-        forward = _checked_forward(model, 2, "photo.png")  # one per image
-        forward(x)
-        out = forward(x)  # a second tile
+        prepared(x)
+        out = prepared(x)  # a second tile
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
-    assert caplog.text.count("photo.png: fp16 overflowed") == 1  # once per image, not per tile
-    model.sisr_inference = InferenceSettings("bf16", torch.device("cpu"), torch.bfloat16, False)
-    assert not torch.isfinite(_checked_forward(model, 2, "x")(x)).all()  # only fp16 is checked
+    assert caplog.text.count("Overflowing: fp16 overflowed") == 1  # once, not per tile
+    prepared.precision = "bf16"
+    assert not torch.isfinite(prepared(x)).all()  # only fp16 is checked
 
 
 def test_wdsr_b_fused_pair_runs_in_bf16_under_bf16(monkeypatch):
@@ -505,7 +511,7 @@ def test_a_canvas_for_gpu_results_falls_back_to_plain_memory_where_nothing_can_b
     from sisr.inference.tiling import plan_tiles
 
     source = to_source(photo(6, 5))
-    canvas = Canvas(source, 2, device=torch.device("cuda"))  # this build cannot pin: plain numpy memory
+    canvas = Canvas(source, 2, device=torch.device("cuda"), pinned=True)  # this build cannot pin: plain numpy memory
     values = torch.rand(1, 3, 12, 10)
     canvas.write_color(plan_tiles(6, 5, None, 0)[0], values)
     expected = torch.floor(values[0].permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).numpy()

@@ -16,23 +16,24 @@ from typing import Any
 from torch import nn
 
 from .errors import SisrError
+from .model import SRModel, as_model
 
 log = logging.getLogger("sisr")
 
 METRICS = ("psnr", "ssim")
 
 
-def model_label(name: str | os.PathLike | nn.Module) -> str:
+def model_label(name: str | os.PathLike[str] | nn.Module | SRModel) -> str:
     """How a model is named in tables: the preset name, or a weight file's stem."""
     if isinstance(name, nn.Module):
         return type(name).__name__
-    text = str(name)
+    text = name.name if isinstance(name, SRModel) else os.fspath(name)
     path = Path(text)
     return path.stem if path.suffix in (".safetensors", ".h5", ".pt", ".pth") else text
 
 
 def evaluate(
-    models: Sequence[str | os.PathLike | nn.Module] | str,
+    models: Sequence[str | os.PathLike[str] | nn.Module | SRModel] | str | SRModel,
     datasets: Sequence[str | os.PathLike] | str,
     scale: int | None = None,
     *,
@@ -61,10 +62,10 @@ def evaluate(
     from .image_io import write_image
     from .imaging import psnr, ssim
     from .inference import prepare_model, upscale
-    from .inference.ensemble import SelfEnsemble
-    from .weights import resolve_model
+    from .inference.ensemble import self_ensemble as with_self_ensemble
+    from .weights import load_model
 
-    if isinstance(models, (str, os.PathLike, nn.Module)):
+    if isinstance(models, (str, os.PathLike, nn.Module, SRModel)):
         models = [models]
     if isinstance(datasets, (str, os.PathLike)):
         datasets = [datasets]
@@ -82,16 +83,16 @@ def evaluate(
     sets = [load_benchmark(dataset, scale, data_root, progress=progress) for dataset in datasets]
     records = []
     for model_name, network in zip(models, networks):
-        model = network if network is not None else resolve_model("bicubic", scale)
+        model = network if network is not None else load_model("bicubic", scale=scale)
         if self_ensemble:
-            model = SelfEnsemble(model)
-        model = prepare_model(model, precision, device)  # once per model, not per image
+            model = with_self_ensemble(model)
+        prepared = prepare_model(model, precision, device)  # once per model, not per image
         label = model_label(model_name) + ("+" if self_ensemble else "")
         for benchmark in sets:
             started = time.perf_counter()
             images = []
             for name, hr, lr in benchmark.iter_pairs():
-                sr = upscale(model, lr, tile=tile, tile_overlap=tile_overlap, precision=precision, device=device)
+                sr = upscale(prepared, lr, tile=tile, tile_overlap=tile_overlap, precision=precision, device=device)
                 if sr.shape != hr.shape:
                     raise SisrError(f"{benchmark.name}/{name}: output {sr.shape} but HR {hr.shape}")
                 values = {m: float(functions[m](sr, hr, crop_border=crop, y_channel=y_channel)) for m in metrics}
@@ -120,21 +121,19 @@ def evaluate(
     return records
 
 
-def _resolve(model: str | os.PathLike | nn.Module, scale: int | None) -> nn.Module | None:
-    """The network named by `model`; None for `bicubic`, which is built once the scale is known."""
-    from .weights import resolve_model
+def _resolve(model: str | os.PathLike[str] | nn.Module | SRModel, scale: int | None) -> SRModel | None:
+    """The model named by `model`; None for `bicubic`, which is built once the scale is known."""
+    from .weights import load_model
 
-    if isinstance(model, nn.Module):
-        return model
-    return None if str(model) == "bicubic" else resolve_model(model, scale)
+    if isinstance(model, (nn.Module, SRModel)):
+        return as_model(model)
+    return None if str(model) == "bicubic" else load_model(model, scale=scale)
 
 
-def _common_scale(models: Sequence[str | os.PathLike | nn.Module], networks: list[nn.Module | None]) -> int:
+def _common_scale(models: Sequence[str | os.PathLike[str] | nn.Module | SRModel], networks: list[SRModel | None]) -> int:
     """The one scale of `networks` (bicubic has none of its own)."""
     scales = {
-        model_label(model): int(network.scale)
-        for model, network in zip(models, networks)
-        if network is not None and getattr(network, "scale", None) is not None
+        model_label(model): network.scale for model, network in zip(models, networks) if network is not None
     }
     if not scales:
         raise SisrError("no scale given and none to take from the models (bicubic has none): pass --scale / scale=")

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 from .errors import SisrError
 from .files import atomic_path, check_writable
@@ -82,7 +86,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 return tiff
         with Image.open(path) as opened:
             opened.load()
-            image = _upright(opened)
+            image = upright(opened)
             if image.mode in ("I;16", "I;16B", "I;16L"):
                 return np.asarray(image, dtype=np.uint16)
             if image.mode in ("I", "F"):
@@ -104,8 +108,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise SisrError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
 
 
-def _upright(image):
-    """The image turned as its EXIF orientation says (the same image when it has none)."""
+def upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says (the same image when it has none).
+
+    Phones store pixels as the sensor saw them and the way to hold the photo
+    in EXIF; viewers apply it, so an upscaler must too or its result comes
+    back sideways.
+    """
     from PIL import ImageOps
 
     try:
@@ -125,6 +134,23 @@ def read_icc_profile(path: str | os.PathLike) -> bytes | None:
     except Exception:
         return None
     return bytes(profile) if profile else None
+
+
+# ICC colour spaces (header bytes 16-19) of the images sisr writes, by channel count without alpha.
+_ICC_SPACES = {1: b"GRAY", 3: b"RGB "}
+
+
+def profile_fits(profile: bytes | None, channels: int) -> bool:
+    """Whether an ICC profile describes pixels of `channels` channels (alpha included): RGB or grey.
+
+    A CMYK JPEG is decoded to RGB and a grey profile cannot describe RGB
+    pixels; attaching such a profile makes viewers show wrong colours, so it
+    is dropped instead.
+    """
+    if not profile or len(profile) < 20:
+        return False
+    color_channels = 1 if channels <= 2 else 3
+    return profile[16:20] == _ICC_SPACES[color_channels]
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -178,7 +204,8 @@ def write_image(
     """Encode by the file's extension, atomically; an existing file needs overwrite=True.
 
     `icc_profile` (from `read_icc_profile`) is embedded where the format
-    allows it; BMP and PPM have no place for one and are written without.
+    allows it and its colour space fits the pixels (RGB or grey, see
+    `profile_fits`); BMP and PPM have no place for one and are written without.
     """
     from PIL import Image
 
@@ -196,7 +223,8 @@ def write_image(
         image = to_uint8(image)  # these formats are 8-bit only
     if image.dtype not in (np.uint8, np.uint16):
         raise SisrError(f"{path}: images are written from uint8 or uint16 arrays, not {image.dtype}")
-    if suffix not in _ICC_SUFFIXES:
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if suffix not in _ICC_SUFFIXES or not profile_fits(icc_profile, channels):
         icc_profile = None
     with atomic_path(path, overwrite=overwrite) as tmp:
         if image.dtype == np.uint16 and suffix == ".png":

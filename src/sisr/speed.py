@@ -25,13 +25,14 @@ import torch
 from torch import nn
 
 from .errors import SisrError
+from .model import SRModel, as_model
 
 # Side of the square matrices of the peak measurement: 2 x 2048^3 = 17 GFLOP,
 # a fraction of a second on a laptop core, large enough for the BLAS to reach
-# its best blocking (3072 and 4096 measured no higher on the development machine).
+# its best blocking (larger sides measured no higher on a CPU).
 PEAK_MATRIX_SIDE = 2048
-# On a GPU 2048^2 is far too small to fill the chip: an H200 reached 140 TFLOP/s
-# in fp16 at 2048 and 793 at 8192 (2026-11-26), so fractions came out 5x too high.
+# On a GPU 2048^2 is far too small to fill the chip, so the peak would come out
+# low and the fractions several times too high (docs/benchmarks.md, GPU).
 CUDA_PEAK_MATRIX_SIDE = 8192
 PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -136,25 +137,22 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def load_model(name: str, scale: int | None = None) -> tuple[nn.Module, str]:
-    """A preset name (random weights: speed does not depend on them), a weight file, or `bicubic`."""
-    from .models import PRESETS, build_model, create_model
-    from .weights import resolve_model
+def bench_model(name: str, scale: int | None = None) -> SRModel:
+    """What `load_model` takes, or a preset name (random weights: speed does not depend on them)."""
+    from .model import create_model
+    from .models import PRESETS
+    from .weights import load_model
 
-    if name == "bicubic":
-        return build_model("bicubic", {"scale": scale or 4}), "bicubic"
     if name in PRESETS:
         model = create_model(name)
-    else:
-        model = resolve_model(name, scale)
-    model_scale = getattr(model, "scale", None)
-    if scale is not None and model_scale is not None and int(model_scale) != int(scale):
-        raise SisrError(f"{name}: the network upscales x{model_scale}, but --scale {scale} was asked for")
-    return model, os.path.basename(str(name))
+        if scale is not None and model.scale != int(scale):
+            raise SisrError(f"{name}: the network upscales x{model.scale}, but --scale {scale} was asked for")
+        return model
+    return load_model(name, scale=scale)
 
 
 def run_bench(
-    model: nn.Module | str,
+    model: SRModel | nn.Module | str,
     *,
     size: int | tuple[int, int] = 256,
     scale: int | None = None,
@@ -184,17 +182,14 @@ def run_bench(
     height, width = (size, size) if isinstance(size, int) else size
     if height < 2 or width < 2:
         raise SisrError(f"size {height}x{width}: the input must be at least 2x2 pixels")
-    if isinstance(model, str):
-        model, default_label = load_model(model, scale)
-    else:
-        default_label = type(model).__name__
+    model = bench_model(model, scale) if isinstance(model, str) else as_model(model)
     target = resolve_device(device)
     precision = resolve_precision(precision, target)  # "auto": report what it chose
     if threads is not None:
         if threads < 1:
             raise SisrError(f"threads {threads}: must be at least 1")
         torch.set_num_threads(threads)
-    flops = count_flops(model, height, width)
+    flops = count_flops(model.network, height, width)
     prepared = prepare_model(model, precision, target, fuse=fuse, compile=compile)
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
@@ -215,15 +210,15 @@ def run_bench(
     best_wall, best_cpu = min(runs)
     rate = flops / best_wall
     return BenchResult(
-        model=label or default_label,
+        model=label or model.name,
         scale=int(prepared.scale),
         input_size=[height, width],
         output_size=list(output.shape[:2]),
         precision=precision,
         device=str(target),
         threads=torch.get_num_threads(),
-        tile=tile if tile is not None else auto_tile(prepared, height, width),
-        fused=bool(prepared.sisr_inference.fused),
+        tile=tile if tile is not None else auto_tile(prepared.info, height, width),
+        fused=prepared.fused,
         compiled=compile,
         warm_up_seconds=warm_up,
         repeat=repeat,

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from ..figures import compare_models, parse_crop, write_figure
     from ..files import check_writable
     from ..image_io import read_image
-    from ..weights import default_model_name, resolve_model
+    from ..weights import default_model_name, load_model
 
     check_writable(args.output, args.overwrite)  # fail before the work, not after
     crop = args.crop if args.crop in ("detail", "centre", "center") else parse_crop(args.crop)
@@ -88,16 +88,15 @@ def run(args: argparse.Namespace) -> int:
     if args.columns is not None and args.columns < 1:
         raise SisrError(f"--columns {args.columns}: must be 1 or more")
     names = [m for m in (args.model or [default_model_name(args.scale)]) if m != "bicubic"]
-    models = [resolve_model(m, args.scale) for m in names]
+    models = [load_model(m, scale=args.scale) for m in names]
     scale = args.scale
     if scale is None:
-        scales = [getattr(m, "scale", None) for m in models]
-        if not scales or scales[0] is None:
+        if not models:
             raise SisrError("--scale is needed (no model given to take it from)")
-        scale = int(scales[0])
-        for name, other in zip(names, scales):
-            if other is not None and int(other) != scale:
-                raise SisrError(f"{name}: upscales x{other}, but {names[0]} upscales x{scale}; pass --scale")
+        scale = models[0].scale
+        for name, model in zip(names, models):
+            if model.scale != scale:
+                raise SisrError(f"{name}: upscales x{model.scale}, but {names[0]} upscales x{scale}; pass --scale")
     image = read_image(args.image)
     hr = read_image(args.hr) if args.hr else None
     comparison = compare_models(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
+
+from ..model import SRModel
 
 # The 8 symmetries of the square: an optional transpose, then flips of none, one or both axes.
 TRANSFORMS = [(transpose, flips) for transpose in (False, True) for flips in ((), (-1,), (-2,), (-2, -1))]
@@ -23,9 +27,6 @@ class SelfEnsemble(nn.Module):
         super().__init__()
         self.model = model
         self.scale = getattr(model, "scale", None)
-        spec = getattr(model, "sisr_spec", None)
-        if spec is not None:
-            self.sisr_spec = spec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # A transposed view of a channels-last input is no longer channels-last;
@@ -45,3 +46,8 @@ class SelfEnsemble(nn.Module):
             else:
                 total += y
         return total / 8
+
+
+def self_ensemble(model: SRModel) -> SRModel:
+    """`model` with its network wrapped in `SelfEnsemble`, named with EDSR's "+"."""
+    return SRModel(SelfEnsemble(model.network), replace(model.info, name=model.name + "+"))

@@ -118,8 +118,12 @@ class FusedWideBlockB(nn.Module):
     vectorises; the padding is dropped when the chunk is copied out.
     """
 
-    def __init__(self, expand: nn.Conv2d, reduce: nn.Conv2d, conv: nn.Conv2d, res_scale: float) -> None:
+    def __init__(
+        self, expand: nn.Conv2d, reduce: nn.Conv2d, conv: nn.Conv2d, res_scale: float, *, native_kernel: bool = False
+    ) -> None:
         super().__init__()
+        self.native_kernel = native_kernel  # run the pair in `native.wdsr_pair` (float32)
+        self.pixels_per_chunk = PIXELS_PER_CHUNK
         self.expand = expand
         self.reduce = reduce
         self.conv = conv
@@ -147,7 +151,7 @@ class FusedWideBlockB(nn.Module):
             )
         return cached[dtype]
 
-    def _packed(self) -> native.PackedPair:
+    def packed(self) -> native.PackedPair:
         """The pair in the native kernel's layout, packed on first use."""
         if "_native" not in self.__dict__:
             self.__dict__["_native"] = native.pack_pair(
@@ -160,16 +164,16 @@ class FusedWideBlockB(nn.Module):
 
     def low_rank(self, x: torch.Tensor) -> torch.Tensor:
         """reduce(relu(expand(x))) for a channels-last float32 or bf16 CPU tensor, chunk by chunk."""
-        batch, channels, height, width = x.shape
+        batch, _channels, height, width = x.shape
         pixels = _pixel_rows(x)
         out = torch.empty((batch, height, width, self.narrow), dtype=x.dtype)
         out_pixels = out.view(-1, self.narrow)
-        if x.dtype == torch.float32 and native.library() is not None:
-            native.wdsr_pair(pixels.contiguous(), self._packed(), out_pixels)
+        if x.dtype == torch.float32 and self.native_kernel:
+            native.wdsr_pair(pixels.contiguous(), self.packed(), out_pixels)
             return out.permute(0, 3, 1, 2)
         expand_matrix, expand_bias, reduce_matrix, reduce_bias = self._matrices(x.dtype)
         count = pixels.shape[0]
-        chunk = min(PIXELS_PER_CHUNK * max(1, torch.get_num_threads()), count)
+        chunk = min(self.pixels_per_chunk * max(1, torch.get_num_threads()), count)
         wide = torch.empty((chunk, expand_matrix.shape[1]), dtype=x.dtype)
         narrow = torch.empty((chunk, reduce_matrix.shape[1]), dtype=x.dtype)
         for start in range(0, count, chunk):
@@ -211,25 +215,26 @@ class FusedWideBodyB(nn.Module):
     def __init__(self, blocks: list[FusedWideBlockB]) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
+        self.native_kernel = all(block.native_kernel for block in blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (runs_fast(x) and native.library() is not None):
+        if not (runs_fast(x) and self.native_kernel):
             for block in self.blocks:
                 x = block(x)
             return x
         x = x.contiguous(memory_format=torch.channels_last)
-        batch, channels, height, width = x.shape
+        batch, _channels, height, width = x.shape
         pending: tuple[torch.Tensor, float] | None = None  # the last block's conv output and res_scale, not yet added
         for block in self.blocks:
             low = torch.empty((batch, height, width, block.narrow))
             pixels = _pixel_rows(x)
             if pending is None:
-                native.wdsr_pair(pixels, block._packed(), low.view(-1, block.narrow))
+                native.wdsr_pair(pixels, block.packed(), low.view(-1, block.narrow))
             else:
                 summed = torch.empty_like(x)
                 native.wdsr_pair(
                     pixels,
-                    block._packed(),
+                    block.packed(),
                     low.view(-1, block.narrow),
                     skip=_pixel_rows(pending[0]),
                     skip_scale=pending[1],
@@ -266,8 +271,9 @@ STREAM_ROWS = 8
 class _ConvStage:
     """One 'same' convolution of a streamed chain: keeps the input rows its next strip still needs."""
 
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Conv2d, native_kernel: bool) -> None:
         self.conv = conv
+        self.native_kernel = native_kernel
         self.halo = conv.padding[0]
         self.kept: torch.Tensor | None = None  # input rows [kept_start, next input row), zero rows above row 0
         self.kept_start = -self.halo
@@ -289,7 +295,7 @@ class _ConvStage:
             return None
         first = self.next_output - halo - self.kept_start  # window row of the first input row needed
         needed = window[:, :, first : first + (stop - self.next_output) + 2 * halo]
-        output = _conv_rows(self.conv, needed)
+        output = _conv_rows(self.conv, needed, self.native_kernel)
         self.next_output = stop
         keep_from = stop - halo - self.kept_start
         self.kept = window[:, :, keep_from:]
@@ -297,7 +303,7 @@ class _ConvStage:
         return output
 
 
-def _conv_rows(conv: nn.Conv2d, rows: torch.Tensor) -> torch.Tensor:
+def _conv_rows(conv: nn.Conv2d, rows: torch.Tensor, native_kernel: bool) -> torch.Tensor:
     """conv over rows that carry their own vertical context: padding only along the width.
 
     A last 3x3 convolution to 3 channels runs in `native.conv3x3_to3` where
@@ -305,7 +311,7 @@ def _conv_rows(conv: nn.Conv2d, rows: torch.Tensor) -> torch.Tensor:
     below the peak (a 32-row strip of EDSR-baseline x4's 1024-wide output:
     2.32 ms, the kernel 0.82 ms; benchmarks/bench_native.py).
     """
-    if native.conv3x3_to3_applies(conv) and native.library() is not None:
+    if native_kernel and native.conv3x3_to3_applies(conv):
         return native.conv3x3_to3(rows, conv.weight, conv.bias)
     return F.conv2d(rows, conv.weight, conv.bias, padding=(0, conv.padding[1]))
 
@@ -321,9 +327,10 @@ class StreamedChain(nn.Module):
     nothing is computed twice and the result equals the layer-by-layer one.
     """
 
-    def __init__(self, layers: list[nn.Module]) -> None:
+    def __init__(self, layers: list[nn.Module], *, native_kernel: bool = False) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
+        self.native_kernel = native_kernel  # a last 3x3 conv to 3 channels in `native.conv3x3_to3`
 
     def _plain(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -339,7 +346,7 @@ class StreamedChain(nn.Module):
             heights.append(height)
             if isinstance(layer, nn.PixelShuffle):
                 height *= layer.upscale_factor
-        stages = [_ConvStage(layer) if isinstance(layer, nn.Conv2d) else layer for layer in self.layers]
+        stages = [_ConvStage(layer, self.native_kernel) if isinstance(layer, nn.Conv2d) else layer for layer in self.layers]
         pieces = []
         for start in range(0, x.shape[2], STREAM_ROWS):
             rows: torch.Tensor | None = x[:, :, start : start + STREAM_ROWS]
@@ -404,7 +411,7 @@ class InPlaceResBlock(nn.Module):
         return out.add_(x)
 
 
-def _fused_block(module: nn.Module) -> nn.Module | None:
+def _fused_block(module: nn.Module, native_kernel: bool) -> nn.Module | None:
     """The fast replacement of a WDSR-B or EDSR residual block, or None for anything else."""
     from ..models.edsr import ResBlock
     from ..models.wdsr import WideBlockB
@@ -418,7 +425,7 @@ def _fused_block(module: nn.Module) -> nn.Module | None:
         if all(isinstance(c, nn.Conv2d) for c in convs) and isinstance(relu, nn.ReLU):
             pointwise = [c.kernel_size == (1, 1) and _is_plain(c) for c in (expand, reduce)]
             if all(pointwise):
-                return FusedWideBlockB(expand, reduce, conv, float(module.res_scale))
+                return FusedWideBlockB(expand, reduce, conv, float(module.res_scale), native_kernel=native_kernel)
     return None
 
 
@@ -481,16 +488,17 @@ def _fold_wdsr_output(model: nn.Module) -> None:
     model.forward = _wdsr_forward.__get__(model)
 
 
-def optimize_for_inference(model: nn.Module) -> nn.Module:
+def optimize_for_inference(model: nn.Module, *, native_kernels: bool = False) -> nn.Module:
     """Replace WDSR-B blocks and upsamplers of `model` (modified in place) by their fast inference forms.
 
     Expects a prepared copy (eval mode, weight norm folded): the WDSR-B
     kernels are read once here as matrices, so training this model afterwards
-    would be wrong.
+    would be wrong. `native_kernels` runs the parts that have one in the
+    compiled kernels of `sisr.inference.native` (the caller checks they load).
     """
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            fused = _fused_block(child)
+            fused = _fused_block(child, native_kernels)
             if fused is not None:
                 setattr(parent, name, fused)
     for parent in list(model.modules()):
@@ -501,14 +509,14 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
                 and all(isinstance(block, FusedWideBlockB) for block in child)
             ):
                 setattr(parent, name, FusedWideBodyB(list(child)))
-    _stream_upsamplers(model)
+    _stream_upsamplers(model, native_kernels)
     _fold_wdsr_output(model)
     return model
 
 
-def _stream_upsamplers(model: nn.Module) -> None:
+def _stream_upsamplers(model: nn.Module, native_kernel: bool) -> None:
     """Replace the outermost streamable Sequentials (EDSR's tail) by a StreamedChain of the same layers."""
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Sequential) and _streamable(_flat_layers(child)):
-                setattr(parent, name, StreamedChain(_flat_layers(child)))
+                setattr(parent, name, StreamedChain(_flat_layers(child), native_kernel=native_kernel))

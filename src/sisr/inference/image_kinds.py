@@ -15,6 +15,7 @@ Alpha is not an image the networks know; it is enlarged with MATLAB's bicubic
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ class SourceImage:
     kind: str  # "numpy", "pil" or "tensor"
     numpy_ndim: int = 3
     pil_mode: str | None = None
+    icc_profile: bytes | None = None  # a PIL input's or a file's colour profile, given back where it fits
 
     @property
     def height(self) -> int:
@@ -109,35 +111,58 @@ def _from_tensor(tensor: torch.Tensor) -> SourceImage:
     return SourceImage(tensor[:, :color_channels].detach(), None if alpha is None else alpha.detach(), 1.0, "tensor")
 
 
+def _from_pil(image: Any) -> SourceImage:
+    from ..image_io import upright
+
+    image = upright(image)  # as a file read by `sisr upscale` is
+    if image.mode not in PIL_MODES:
+        raise SisrError(
+            f"PIL image in mode {image.mode!r}: use one of {', '.join(PIL_MODES)} (e.g. image.convert('RGB') first)"
+        )
+    profile = image.info.get("icc_profile")
+    source = _from_numpy(np.asarray(image), "pil", image.mode)
+    source.icc_profile = bytes(profile) if profile else None
+    return source
+
+
+def _from_file(path: str | os.PathLike[str]) -> SourceImage:
+    """A file as `sisr upscale` reads it; 8-bit and grey 16-bit images come back as PIL, 16-bit colour as numpy."""
+    from ..image_io import read_icc_profile, read_image
+
+    array = read_image(path)
+    mode: str | None = None  # None: 16-bit colour, which PIL cannot hold
+    if array.dtype == np.uint8:
+        mode = "L" if array.ndim == 2 else {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array.shape[2]]
+    elif array.ndim == 2:
+        mode = "I;16"
+    source = _from_numpy(array, "pil" if mode is not None else "numpy", mode)
+    source.icc_profile = read_icc_profile(path)
+    return source
+
+
 def to_source(image: Any) -> SourceImage:
-    """Accept a numpy array, a PIL image or a float NCHW tensor."""
+    """Accept a numpy array, a PIL image, a float NCHW tensor or the path of an image file."""
     if isinstance(image, torch.Tensor):
         return _from_tensor(image)
     if isinstance(image, np.ndarray):
         return _from_numpy(image)
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow is a dependency
-        Image = None
-    if Image is not None and isinstance(image, Image.Image):
-        if image.mode not in PIL_MODES:
-            raise SisrError(
-                f"PIL image in mode {image.mode!r}: use one of {', '.join(PIL_MODES)} (e.g. image.convert('RGB') first)"
-            )
-        return _from_numpy(np.asarray(image), "pil", image.mode)
-    raise SisrError(f"cannot upscale a {type(image).__name__}: pass a numpy array, a PIL image or a float NCHW tensor")
+    if isinstance(image, (str, os.PathLike)):
+        return _from_file(image)
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return _from_pil(image)
+    raise SisrError(
+        f"cannot upscale a {type(image).__name__}: pass an image file's path, a PIL image, "
+        "a numpy array or a float NCHW tensor"
+    )
 
 
-# From a GPU, results come to the host through page-locked (pinned) memory:
-# the GPU's copy engine writes it directly, where a copy into ordinary
-# (pageable) memory goes through the driver's staging buffers. An 8-bit result
-# of up to PINNED_CANVAS_BYTES is assembled in pinned memory itself, from
-# torch's cache of pinned blocks: a new numpy array of that size would also
-# cost the first touch of every page. On an H200 (benchmarks/bench_gpu.py,
-# 2026-11-26), a 4096^2 RGB result (50 MB) to a new array: 16.9 ms pageable,
-# 8.7 ms through a pinned buffer, 0.9 ms into a cached pinned buffer alone.
-# False is the pageable path, kept for that comparison.
-PINNED_STAGING = True
+# From a GPU, results come to the host through page-locked (pinned) memory
+# (when the prepared model asks for it): the GPU's copy engine writes it
+# directly, where a copy into ordinary memory goes through the driver's
+# staging buffers. An 8-bit result of up to PINNED_CANVAS_BYTES is assembled
+# in pinned memory itself, from torch's cache of pinned blocks.
 PINNED_CANVAS_BYTES = 256 * 2**20  # larger results: pageable canvas, pinned staging per tile
 
 
@@ -171,11 +196,13 @@ class Canvas:
         scale: int,
         rows: tuple[int, int] | None = None,
         device: torch.device | None = None,
+        pinned: bool = False,
     ) -> None:
         """`rows`: only the output of these LR rows [start, stop) is held (a band, for streaming);
-        `device`: where the network's outputs come from (CUDA: the canvas may be pinned)."""
+        `device`: where the network's outputs come from; `pinned`: stage CUDA results in page-locked memory."""
         self.source = source
         self.scale = scale
+        self.pinned = pinned and device is not None and device.type == "cuda"
         batch = source.color.shape[0]
         self.first_row = 0 if rows is None else rows[0]
         last_row = source.height if rows is None else rows[1]
@@ -191,8 +218,7 @@ class Canvas:
             if (
                 source.maximum == 255
                 and device is not None
-                and device.type == "cuda"
-                and PINNED_STAGING
+                and self.pinned
                 and height * width * channels <= PINNED_CANVAS_BYTES
             ):
                 pinned = _pinned_empty((height, width, channels), torch.uint8)
@@ -215,12 +241,12 @@ class Canvas:
             target = torch.from_numpy(self.pixels[rows, columns, channels])
             if levels.is_cuda:
                 levels = levels.to(torch.uint8)
-                if PINNED_STAGING and not (target.is_pinned() and target.is_contiguous()):
+                if self.pinned and not (target.is_pinned() and target.is_contiguous()):
                     levels = _to_pinned_host(levels)  # then a host copy into the canvas
             target.copy_(levels)
         else:  # 16-bit: numpy casts the int32 levels into the uint16 canvas
             levels = levels.to(torch.int32)
-            if levels.is_cuda and PINNED_STAGING:
+            if levels.is_cuda and self.pinned:
                 levels = _to_pinned_host(levels)
             self.pixels[rows, columns, channels] = levels.cpu().numpy()
 
@@ -252,5 +278,10 @@ class Canvas:
         if self.source.kind == "pil":
             from PIL import Image
 
-            return Image.fromarray(pixels)
+            from ..image_io import profile_fits
+
+            image = Image.fromarray(pixels)
+            if profile_fits(self.source.icc_profile, self.pixels.shape[2]):
+                image.info["icc_profile"] = self.source.icc_profile
+            return image
         return pixels

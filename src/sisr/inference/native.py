@@ -37,7 +37,6 @@ makes the kernels unavailable.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import hashlib
@@ -48,7 +47,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,24 +203,10 @@ def _library_or_reason() -> ctypes.CDLL | str:
     return library
 
 
-_suspended = False
-
-
 def library() -> ctypes.CDLL | None:
     """The compiled kernels, or None where they cannot be built or loaded (see `unavailable_reason`)."""
     found = _library_or_reason()
-    return None if isinstance(found, str) or _suspended else found
-
-
-@contextlib.contextmanager
-def suspended() -> Iterator[None]:
-    """PyTorch's layers instead of the kernels inside the block: for side-by-side timings (not thread-safe)."""
-    global _suspended
-    previous, _suspended = _suspended, True
-    try:
-        yield
-    finally:
-        _suspended = previous
+    return None if isinstance(found, str) else found
 
 
 def unavailable_reason() -> str | None:

@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import SisrError
 from ..files import atomic_path
 from .image_kinds import Canvas
-from .upscale import _progress_bar, plan_upscale
+from .upscale import ModelLike, plan_upscale, progress_bar
 
 # Side of the TIFF's own tiles, in output pixels (TIFF wants a multiple of 16).
 TIFF_TILE = 256
@@ -73,7 +72,7 @@ def _tiff_layout(channels: int) -> dict[str, Any]:
 
 
 def upscale_to_tiff(
-    model: nn.Module,
+    model: ModelLike,
     image: Any,
     path: str | os.PathLike,
     *,
@@ -119,7 +118,7 @@ def upscale_to_tiff(
     dtype = np.dtype(np.uint8 if run.source.maximum == 255 else np.uint16)
     height, width = run.source.height * run.scale, run.source.width * run.scale
     cutter = _TileCutter(width, channels, dtype, TIFF_TILE)
-    bar = _progress_bar(len(run.color_tiles), progress, run.label)
+    bar = progress_bar(len(run.color_tiles), progress, run.label)
 
     def tiff_tiles() -> Iterator[np.ndarray]:
         for rows, color_tiles, alpha_tiles in run.bands():

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,10 +13,13 @@ import torch
 from torch import nn
 
 from ..errors import SisrError
+from ..model import ModelInfo, SRModel
 from .image_kinds import Canvas, SourceImage, to_source
-from .precision import prepared_for
-from .receptive_field import receptive_field
+from .prepared import PreparedModel, prepare_model
 from .tiling import Tile, plan_tiles, run_tiles
+
+# Whatever names a network for `upscale`: see its docstring.
+ModelLike = PreparedModel | SRModel | nn.Module | str
 
 log = logging.getLogger("sisr")
 
@@ -27,13 +31,6 @@ MIN_SIZE = 2
 ALPHA_OVERLAP = 2
 
 
-def network_scale(model: nn.Module) -> int:
-    scale = getattr(model, "scale", None)
-    if not isinstance(scale, int) or scale < 1:
-        raise SisrError(f"{type(model).__name__} has no integer `scale` attribute: sisr cannot tell its output size")
-    return scale
-
-
 def check_size(source: SourceImage, name: str) -> None:
     if source.height < MIN_SIZE or source.width < MIN_SIZE:
         raise SisrError(
@@ -42,41 +39,13 @@ def check_size(source: SourceImage, name: str) -> None:
         )
 
 
-def _progress_bar(total: int, enabled: bool, name: str) -> Any:
+def progress_bar(total: int, enabled: bool, name: str) -> Any:
     """A tqdm bar over tiles on a terminal, else nothing: logs and pipes stay clean."""
     if not enabled or total <= 1 or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
     return tqdm(total=total, desc=name, unit="tile", leave=False)
-
-
-def _checked_forward(model: nn.Module, scale: int, label: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    settings = model.sisr_inference
-    warned = False
-
-    def forward(batch: torch.Tensor) -> torch.Tensor:
-        nonlocal warned
-        inputs = settings.to_input(batch)
-        with settings.autocast():
-            output = model(inputs)
-        if settings.precision == "fp16" and not bool(torch.isfinite(output).all()):
-            # fp16 tops out at 65504: a network with large activations (or an
-            # unusual input) can overflow where bf16 and fp32 do not. Redo
-            # this batch in fp32 rather than write infinities as white.
-            if not warned:
-                log.warning("%s: fp16 overflowed in %s; running those tiles in fp32", label, type(model).__name__)
-                warned = True
-            output = model(inputs)
-        expected = (batch.shape[0], 3, batch.shape[2] * scale, batch.shape[3] * scale)
-        if tuple(output.shape) != expected:
-            raise SisrError(
-                f"{type(model).__name__} returned {tuple(output.shape)} for an input of "
-                f"{tuple(batch.shape)}; expected {expected} at scale x{scale}"
-            )
-        return output
-
-    return forward
 
 
 # Without a tile size, images of more LR pixels than this are tiled anyway, in
@@ -91,13 +60,11 @@ WHOLE_IMAGE_PIXELS = 1024 * 1024
 AUTO_TILE = 512
 
 
-def auto_tile(model: nn.Module, height: int, width: int) -> int | None:
+def auto_tile(info: ModelInfo, height: int, width: int) -> int | None:
     """The tile size `upscale` uses when none is given: None (whole image) unless the image is large."""
     if height * width <= WHOLE_IMAGE_PIXELS:
         return None
-    try:
-        receptive_field(model)
-    except SisrError:  # an unknown network: no exact overlap, so no silent tiling
+    if info.receptive_field is None:  # an unknown network: no exact overlap, so no silent tiling
         return None
     return AUTO_TILE
 
@@ -107,7 +74,7 @@ class UpscaleRun:
     """An image planned for upscaling: its source planes, the prepared network and the tile plan."""
 
     source: SourceImage
-    model: nn.Module
+    model: PreparedModel
     scale: int
     color_tiles: list[Tile]
     alpha_tiles: list[Tile]
@@ -116,14 +83,14 @@ class UpscaleRun:
 
     def fill(self, canvas: Canvas, color_tiles: list[Tile], alpha_tiles: list[Tile], update=None) -> None:
         """Run the network over `color_tiles` (bicubic over `alpha_tiles`) and store the cores in `canvas`."""
-        device = self.model.sisr_inference.device
+        device = self.model.device
 
         def read_window(rows, columns) -> torch.Tensor:
             return self.source.color_window(rows, columns, device)
 
         with torch.inference_mode():
             run_tiles(
-                _checked_forward(self.model, self.scale, self.label),
+                self.model,
                 read_window,
                 canvas.write_color,
                 color_tiles,
@@ -154,7 +121,7 @@ def _rows_of_tiles(tiles: list[Tile]) -> dict[tuple[int, int], list[Tile]]:
 
 
 def plan_upscale(
-    model: nn.Module | str,
+    model: ModelLike,
     image: Any,
     *,
     tile: int | None,
@@ -165,26 +132,27 @@ def plan_upscale(
     name: str | None,
 ) -> UpscaleRun:
     """Check the image and the network, prepare the network, and plan the tiles (see `upscale`)."""
+    if isinstance(image, (str, os.PathLike)):
+        name = name or os.fspath(image)
     label = name or "image"
-    if isinstance(model, str):  # a name as `--model` takes it: "default-x4", a weight file, a zoo name
-        from ..weights import resolve_model
-
-        model = resolve_model(model)
+    prepared = prepare_model(model, precision, device)
     source = to_source(image)
     check_size(source, label)
-    scale = network_scale(model)
     if tile is None:
-        tile = auto_tile(model, source.height, source.width)
+        tile = auto_tile(prepared.info, source.height, source.width)
     if tile is not None and tile_overlap is None:
-        tile_overlap = receptive_field(model)
-    prepared = prepared_for(model, precision, device)
+        tile_overlap = prepared.info.receptive_field
+        if tile_overlap is None:
+            raise SisrError(
+                f"{prepared.name}: its receptive field is unknown, so tiles cannot overlap exactly; give tile_overlap"
+            )
     color_tiles = plan_tiles(source.height, source.width, tile, tile_overlap or 0)
     alpha_tiles = plan_tiles(source.height, source.width, tile, ALPHA_OVERLAP) if source.alpha is not None else []
-    return UpscaleRun(source, prepared, scale, color_tiles, alpha_tiles, tile_batch, label)
+    return UpscaleRun(source, prepared, prepared.scale, color_tiles, alpha_tiles, tile_batch, label)
 
 
 def upscale(
-    model: nn.Module | str,
+    model: ModelLike,
     image: Any,
     *,
     tile: int | None = None,
@@ -197,15 +165,18 @@ def upscale(
 ) -> Any:
     """Enlarge `image` by the network's scale; the result is of the same kind as the input.
 
-    * `model`: a network, or a name as `sisr upscale --model` takes it
-      ("default-x4", a weight file, a pretrained zoo name).
-
-    * `image`: a numpy uint8/uint16 array (HxW, HxWx3, HxWx4; HxWx1 and grey +
-      alpha HxWx2 too), a PIL image (L, LA, RGB, RGBA, I;16), or a float NCHW
-      tensor in [0, 1]. numpy comes back with the same dtype and layout, PIL in
-      the same mode, a tensor as a float tensor of the same dtype and device,
-      clipped to [0, 1]. Integer outputs are rounded half up, and assembled in
-      their integer type: a 16000 x 16000 RGB result takes 768 MB, not 3 GB.
+    * `model`: a prepared model (`prepare_model`, `SRModel.prepare`: prepare
+      once for many images), a model (`load_model`, `create_model`), a bare
+      network with an integer `scale`, or a name as `sisr upscale --model`
+      takes it ("default-x4", a weight file, a pretrained zoo name).
+    * `image`: a path to an image file (read as `sisr upscale` reads it, EXIF
+      orientation applied; the result is a PIL image), a PIL image (L, LA,
+      RGB, RGBA, I;16; EXIF orientation applied, as for files), a numpy
+      uint8/uint16 array (HxW, HxWx3, HxWx4; HxWx1 and grey + alpha HxWx2
+      too), or a float NCHW tensor in [0, 1]. numpy comes back with the same
+      dtype and layout, PIL in the same mode, a tensor as a float tensor of
+      the same dtype and device, clipped to [0, 1]. Integer outputs are
+      rounded half up and assembled in their integer type.
     * Grey is upscaled as RGB and averaged back to grey. Alpha is enlarged with
       MATLAB's bicubic (in float, clipped), not by the network.
     * `tile`: process cores of at most `tile` x `tile` LR pixels, each with
@@ -217,8 +188,8 @@ def upscale(
       `AUTO_TILE` (same result, bounded memory); smaller ones run whole.
     * `precision`: "auto" (fp16 on CUDA, bf16 on a CPU with bf16
       instructions, else fp32: see `resolve_precision`), "fp32", "bf16" or
-      "fp16" (CUDA only); `device`: "auto", "cpu", "cuda", "cuda:N". Pass a model from `prepare_model` to skip
-      preparing it again for every image.
+      "fp16" (CUDA only); `device`: "auto", "cpu", "cuda", "cuda:N". A
+      prepared model keeps its own unless these ask for something else.
     * `name` is used in error messages (e.g. the file name).
 
     To write a result too large for memory, see `upscale_to_tiff`.
@@ -233,8 +204,8 @@ def upscale(
         device=device,
         name=name,
     )
-    canvas = Canvas(run.source, run.scale, device=run.model.sisr_inference.device)
-    bar = _progress_bar(len(run.color_tiles), progress, run.label)
+    canvas = Canvas(run.source, run.scale, device=run.model.device, pinned=run.model.pinned_memory)
+    bar = progress_bar(len(run.color_tiles), progress, run.label)
     try:
         run.fill(canvas, run.color_tiles, run.alpha_tiles, bar.update if bar is not None else None)
     finally:

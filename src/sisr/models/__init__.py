@@ -3,7 +3,8 @@
 from .bicubic import Bicubic
 from .common import DIV2K_RGB_MEAN, MeanShift, Upsampler, WeightNormConv2d, count_parameters, upsample_stages
 from .edsr import EDSR
-from .registry import ARCHITECTURES, PRESETS, Preset, build_model, create_model, get_preset, list_presets
+from .registry import ARCHITECTURES, PRESETS, Preset, build_model, get_preset, list_presets, preset_spec
+from .spec import ModelSpec
 from .srresnet import Discriminator, SRResNet
 from .wdsr import WDSR
 
@@ -16,14 +17,15 @@ __all__ = [
     "Bicubic",
     "Discriminator",
     "MeanShift",
+    "ModelSpec",
     "Preset",
     "SRResNet",
     "Upsampler",
     "WeightNormConv2d",
     "build_model",
     "count_parameters",
-    "create_model",
     "get_preset",
     "list_presets",
+    "preset_spec",
     "upsample_stages",
 ]

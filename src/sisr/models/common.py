@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -101,3 +102,36 @@ class WeightNormConv2d(nn.Conv2d):
 def count_parameters(model: nn.Module) -> int:
     """Learnt parameters (weights and biases; frozen buffers such as the mean excluded)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def _plain_conv(conv: WeightNormConv2d) -> nn.Conv2d:
+    plain = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+    ).to(conv.weight_v.device, conv.weight_v.dtype)
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight)
+        if conv.bias is not None:
+            plain.bias.copy_(conv.bias)
+    return plain
+
+
+def fold_weight_norm(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose weight-normalised convolutions are plain ones with kernel g * v / ||v||.
+
+    Weight normalization is a training device (it reparametrises the kernel for
+    better conditioning); at inference the kernel is fixed, so computing it on
+    every call only costs time. The original model is left untouched.
+    """
+    folded = copy.deepcopy(model)
+    for parent in list(folded.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, WeightNormConv2d):
+                setattr(parent, name, _plain_conv(child))
+    return folded

@@ -19,6 +19,7 @@ from ..errors import SisrError
 from .bicubic import Bicubic
 from .edsr import EDSR
 from .msrresnet import MSRResNet
+from .spec import ModelSpec
 from .srresnet import Discriminator, SRResNet
 from .wdsr import WDSR
 
@@ -46,6 +47,10 @@ class Preset:
     @property
     def scale(self) -> int:
         return int(self.args["scale"])
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec(self.arch, dict(self.args))
 
 
 PRESETS: dict[str, Preset] = {}
@@ -105,16 +110,17 @@ for _s in (2, 4):
 del _s, _n
 
 
-def build_model(arch: str, args: dict[str, Any]) -> nn.Module:
-    """An architecture by name with explicit arguments; a bad name or argument is a SisrError."""
+def build_model(arch: str | ModelSpec, args: dict[str, Any] | None = None) -> nn.Module:
+    """The plain network of an architecture with explicit arguments (or of a spec); bad ones are a SisrError."""
+    if isinstance(arch, ModelSpec):
+        arch, args = arch.arch, arch.args
+    args = dict(args or {})
     if arch not in ARCHITECTURES:
         raise SisrError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     try:
         model = ARCHITECTURES[arch](**args)
     except (TypeError, ValueError) as error:
         raise SisrError(f"architecture {arch!r} with arguments {args}: {error}") from None
-    # What a weight file needs to rebuild this network; see sisr.weights.
-    model.sisr_spec = {"arch": arch, "args": dict(args)}
     return model
 
 
@@ -126,10 +132,10 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def create_model(name: str, **overrides: Any) -> nn.Module:
-    """A freshly initialised network from a preset, e.g. `create_model("wdsr-b-16-x4")`."""
+def preset_spec(name: str, **overrides: Any) -> ModelSpec:
+    """The spec of preset `name`, with some arguments replaced (`num_blocks=8`)."""
     preset = get_preset(name)
-    return build_model(preset.arch, {**preset.args, **overrides})
+    return ModelSpec(preset.arch, {**preset.args, **overrides})
 
 
 def list_presets() -> list[Preset]:

@@ -15,10 +15,10 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ..errors import SisrError
-from .native import load_model
+from ..model import SRModel
+from .native import load_weight_file
 
 DEFAULT_SCALE = 4
 
@@ -72,11 +72,15 @@ def default_model_name(scale: int | None = None) -> str:
     return name
 
 
-def load_bundled(name: str, device: str | torch.device = "cpu") -> nn.Module:
+# The bundled networks are this project's own work, under its licence.
+BUNDLED_LICENCE = "MIT (sisr)"
+
+
+def load_bundled(name: str, device: str | torch.device = "cpu") -> SRModel:
     entry = BUNDLED[name]
     if not entry.path.is_file():
         raise SisrError(
             f"{name}: the bundled weight file {entry.path} is missing from this installation "
             f"(reinstall sisr, or pass --model with another network)"
         )
-    return load_model(entry.path, device=device)
+    return load_weight_file(entry.path, device, name=name, source="bundled", licence=BUNDLED_LICENCE)

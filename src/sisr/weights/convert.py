@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from ..errors import SisrError
-from ..models import build_model
+from ..model import SRModel
+from ..models import ModelSpec, build_model
 from .imported import ImportedWeights
-from .native import load_model, load_state_dict_strict, save_model
+from .native import FORMAT_KEYS, load_state_dict_strict, load_weight_file, save_model
 
 FOREIGN_SUFFIXES = (".h5", ".hdf5", ".pt", ".pth")
 
@@ -99,16 +100,22 @@ def build_imported(imported: ImportedWeights, source: str) -> nn.Module:
     return model.eval()
 
 
-def load_foreign(path: str | os.PathLike) -> nn.Module:
-    """A sisr network from a Keras/PyTorch weight file, converted in memory.
+def load_foreign(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> SRModel:
+    """A sisr model from a Keras/PyTorch weight file, converted in memory.
 
-    `model.sisr_metadata` records where it came from, as a converted file would.
+    Its metadata records where it came from, as a converted file's would.
     """
     path = Path(path)
     imported = import_foreign(path)
-    model = build_imported(imported, str(path))
-    model.sisr_metadata = _provenance(path, imported)
-    return model
+    network = build_imported(imported, str(path)).to(device)
+    return SRModel.from_network(
+        network,
+        name=path.name,
+        spec=ModelSpec(imported.arch, imported.args),
+        source="file",
+        path=path,
+        metadata=_provenance(path, imported),
+    )
 
 
 def convert(
@@ -120,14 +127,9 @@ def convert(
     """
     src = Path(src)
     if detect_format(src) == "sisr":
-        model = load_model(src)
-        metadata = {
-            key: value
-            for key, value in model.sisr_metadata.items()
-            if key not in ("format", "format_version", "arch", "args", "scale")
-        }
+        model = load_weight_file(src)
+        metadata = {key: value for key, value in model.info.metadata.items() if key not in FORMAT_KEYS}
     else:
-        imported = import_foreign(src)
-        model = build_imported(imported, str(src))
-        metadata = _provenance(src, imported)
+        model = load_foreign(src)
+        metadata = dict(model.info.metadata)
     return save_model(model, dst, dtype=dtype, metadata=metadata, overwrite=overwrite)

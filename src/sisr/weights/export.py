@@ -13,7 +13,7 @@ the TorchScript-based one is deprecated), which needs the `onnx` and
 from __future__ import annotations
 
 import contextlib
-import copy
+import json
 import logging
 import os
 import warnings
@@ -25,7 +25,8 @@ from torch import nn
 
 from ..errors import SisrError
 from ..files import atomic_path, check_writable
-from ..models.common import WeightNormConv2d
+from ..model import SRModel, as_model
+from ..models.common import fold_weight_norm
 
 INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
@@ -33,30 +34,9 @@ OUTPUT_NAME = "sr"
 _EXAMPLE_SIZE = 24
 
 
-def fold_weight_norm(model: nn.Module) -> nn.Module:
-    """A copy of `model` with every WeightNormConv2d replaced by an nn.Conv2d of the same kernel."""
-    model = copy.deepcopy(model)
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, WeightNormConv2d):
-                conv = nn.Conv2d(
-                    child.in_channels,
-                    child.out_channels,
-                    child.kernel_size,
-                    padding=child.padding,
-                    bias=child.bias is not None,
-                )
-                with torch.no_grad():
-                    conv.weight.copy_(child.weight)
-                    if child.bias is not None:
-                        conv.bias.copy_(child.bias)
-                setattr(parent, name, conv)
-    return model
-
-
-def prepare_for_export(model: nn.Module) -> nn.Module:
-    """CPU float32 eval-mode copy with weight norm folded."""
-    return fold_weight_norm(model).to("cpu", torch.float32).eval()
+def prepare_for_export(model: SRModel | nn.Module) -> nn.Module:
+    """CPU float32 eval-mode copy of the network with weight norm folded."""
+    return fold_weight_norm(as_model(model).network).to("cpu", torch.float32).eval()
 
 
 def _example(model: nn.Module) -> torch.Tensor:
@@ -78,20 +58,16 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _sisr_metadata(model: nn.Module) -> dict[str, str]:
-    import json
-
-    spec = getattr(model, "sisr_spec", None)
-    metadata = {"sisr_input": "RGB float32 NCHW in [0, 1]"}
-    if spec is not None:
-        metadata |= {"sisr_arch": spec["arch"], "sisr_args": json.dumps(spec["args"], sort_keys=True)}
-    if getattr(model, "scale", None) is not None:
-        metadata["sisr_scale"] = str(model.scale)
+def _sisr_metadata(model: SRModel) -> dict[str, str]:
+    """What a consumer of the exported file needs to know: input units, scale, sisr's description."""
+    metadata = {"sisr_input": "RGB float32 NCHW in [0, 1]", "sisr_scale": str(model.scale)}
+    if model.spec is not None:
+        metadata |= {"sisr_arch": model.spec.arch, "sisr_args": json.dumps(model.spec.args, sort_keys=True)}
     return metadata
 
 
 def export_onnx(
-    model: nn.Module, path: str | os.PathLike, *, opset: int | None = None, overwrite: bool = False
+    model: SRModel | nn.Module, path: str | os.PathLike, *, opset: int | None = None, overwrite: bool = False
 ) -> Path:
     """Write `model` as one self-contained ONNX file with dynamic batch, height and width.
 
@@ -105,6 +81,7 @@ def export_onnx(
         raise SisrError(
             f"ONNX export needs the onnx and onnxscript packages ({error.name} is missing): pip install 'sisr[onnx]'"
         ) from None
+    model = as_model(model)
     prepared = prepare_for_export(model)
     dynamic = torch.export.Dim.DYNAMIC
     with _quiet_exporter(), torch.no_grad():
@@ -121,7 +98,7 @@ def export_onnx(
                 external_data=False,
             )
         except Exception as error:  # the exporter raises its own zoo of types
-            raise SisrError(f"ONNX export of {type(model).__name__} failed: {type(error).__name__}: {error}") from None
+            raise SisrError(f"ONNX export of {model.name} failed: {type(error).__name__}: {error}") from None
     for key, value in _sisr_metadata(model).items():
         program.model.metadata_props[key] = value
     with atomic_path(path, overwrite=overwrite) as tmp:
@@ -129,13 +106,14 @@ def export_onnx(
     return path
 
 
-def export_torchscript(model: nn.Module, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def export_torchscript(model: SRModel | nn.Module, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write `model` as a traced TorchScript module (`torch.jit.load` runs it without sisr).
 
     The networks have no data-dependent control flow, so a trace at one size
     is valid at every size.
     """
     path = check_writable(path, overwrite)
+    model = as_model(model)
     prepared = prepare_for_export(model)
     with _quiet_exporter(), torch.no_grad():
         traced = torch.jit.trace(prepared, (_example(prepared),))
@@ -146,7 +124,7 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike, *, overwrite: 
 
 
 def export_model(
-    model: nn.Module, path: str | os.PathLike, *, opset: int | None = None, overwrite: bool = False
+    model: SRModel | nn.Module, path: str | os.PathLike, *, opset: int | None = None, overwrite: bool = False
 ) -> Path:
     """ONNX for `.onnx`, TorchScript for `.pt` / `.pth`, by the output's suffix."""
     suffix = Path(path).suffix.lower()

@@ -9,52 +9,48 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import SisrError
 from ..files import atomic_path
-from ..models import build_model
+from ..model import SRModel
+from ..models import ModelSpec, build_model
 
 FORMAT = "sisr"
 FORMAT_VERSION = "1"
 
 
-def model_spec(model: nn.Module) -> dict[str, Any]:
-    spec = getattr(model, "sisr_spec", None)
-    if spec is None:
-        raise SisrError(
-            f"{type(model).__name__} was not built by sisr.create_model/build_model, so its architecture "
-            "is unknown: pass arch= and args= to save_model"
-        )
-    return spec
-
-
 def save_model(
-    model: nn.Module,
-    path: str | os.PathLike,
+    model: SRModel | nn.Module,
+    path: str | os.PathLike[str],
     *,
-    arch: str | None = None,
-    args: dict[str, Any] | None = None,
+    spec: ModelSpec | None = None,
     dtype: torch.dtype | None = None,
-    metadata: dict[str, str] | None = None,
+    metadata: Mapping[str, str] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write `model` as a self-describing safetensors file, atomically.
 
+    An `SRModel` records its own spec; a bare network needs `spec=`.
     `dtype=torch.float16` halves the file; loading casts back to float32.
     `metadata` adds free-form strings (source, training command, licence).
     """
     from safetensors.torch import save_file
 
-    spec = {"arch": arch, "args": args} if arch is not None else model_spec(model)
-    if spec.get("args") is None:
-        raise SisrError("save_model: args= is required with arch=")
+    network = model.network if isinstance(model, SRModel) else model
+    if spec is None and isinstance(model, SRModel):
+        spec = model.spec
+    if spec is None:
+        raise SisrError(
+            f"{type(network).__name__}: its architecture is unknown, so the file could not rebuild it; "
+            "pass spec=ModelSpec(arch, args) to save_model"
+        )
     tensors = {}
-    for key, value in model.state_dict().items():
+    for key, value in network.state_dict().items():
         value = value.detach().to("cpu")
         if dtype is not None and value.is_floating_point():
             value = value.to(dtype)
@@ -62,9 +58,9 @@ def save_model(
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "arch": spec["arch"],
-        "args": json.dumps(spec["args"], sort_keys=True),
-        "scale": str(spec["args"].get("scale", "")),
+        "arch": spec.arch,
+        "args": json.dumps(spec.args, sort_keys=True),
+        "scale": str(spec.args.get("scale", "")),
         **(metadata or {}),
     }
     path = Path(path)
@@ -73,7 +69,7 @@ def save_model(
     return path
 
 
-def read_weight_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, str]]:
+def read_weight_file(path: str | os.PathLike[str]) -> tuple[ModelSpec, dict[str, torch.Tensor], dict[str, str]]:
     """(spec, tensors, metadata) of a sisr weight file, with errors that name the file."""
     from safetensors import safe_open
 
@@ -99,7 +95,7 @@ def read_weight_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str,
             f"{path}: sisr weight format version {metadata.get('format_version')!r}; this sisr reads {FORMAT_VERSION}"
         )
     try:
-        spec = {"arch": metadata["arch"], "args": json.loads(metadata["args"])}
+        spec = ModelSpec(metadata["arch"], json.loads(metadata["args"]))
     except (KeyError, json.JSONDecodeError) as error:
         raise SisrError(f"{path}: damaged sisr metadata ({error})") from None
     return spec, tensors, metadata
@@ -127,10 +123,29 @@ def load_state_dict_strict(model: nn.Module, tensors: dict[str, torch.Tensor], s
     model.load_state_dict(tensors, strict=True)
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the network a sisr weight file describes, with its weights, in eval mode."""
+# Keys of a sisr file's metadata that describe the format, not the network's history.
+FORMAT_KEYS = ("format", "format_version", "arch", "args", "scale")
+
+
+def load_weight_file(
+    path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    *,
+    name: str | None = None,
+    source: str = "file",
+    licence: str | None = None,
+) -> SRModel:
+    """The network a sisr weight file describes, with its weights, in eval mode."""
     spec, tensors, metadata = read_weight_file(path)
-    model = build_model(spec["arch"], spec["args"])
-    load_state_dict_strict(model, tensors, str(path))
-    model.sisr_metadata = metadata
-    return model.to(device).eval()
+    network = build_model(spec)
+    load_state_dict_strict(network, tensors, str(path))
+    network.to(device).eval()
+    return SRModel.from_network(
+        network,
+        name=name or Path(path).name,
+        spec=spec,
+        source=source,
+        path=path,
+        licence=licence or metadata.get("licence"),
+        metadata=metadata,
+    )

@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+import torch
 
 from ..download import cache_dir, download, downloads_dir, extract, recorded_sha256_path, sha256_of_file
 from ..errors import SisrError
-from .native import load_model, save_model
+from ..model import SRModel
+from ..models import ModelSpec
+from .native import load_weight_file, save_model
 
 log = logging.getLogger("sisr")
 
@@ -318,7 +320,8 @@ def _convert(entry: ZooEntry, weight_file: Path, downloaded: Path, dst: Path) ->
         "source_file": entry.member or entry.filename,
         "source_sha256": sha256_of_file(downloaded),
     }
-    return save_model(model, dst, metadata=metadata, overwrite=True)
+    spec = ModelSpec(imported.arch, imported.args)
+    return save_model(model, dst, spec=spec, metadata=metadata, overwrite=True)
 
 
 def fetch_pretrained(name: str, *, force: bool = False, progress: bool = True) -> Path:
@@ -361,10 +364,11 @@ def _unpack_and_convert(entry: ZooEntry, downloaded: Path, dst: Path) -> Path:
         shutil.rmtree(unpacked, ignore_errors=True)
 
 
-def load_pretrained(name: str, device: str = "cpu", *, progress: bool = True) -> nn.Module:
-    """The network of zoo entry `name` with its weights, in eval mode (downloaded on first use)."""
+def load_pretrained(name: str, device: str | torch.device = "cpu", *, progress: bool = True) -> SRModel:
+    """The model of zoo entry `name` with its weights, in eval mode (downloaded on first use)."""
+    entry = get_pretrained(name)
     path = fetch_pretrained(name, progress=progress)
     try:
-        return load_model(path, device=device)
+        return load_weight_file(path, device, name=entry.name, source="zoo", licence=entry.licence)
     except SisrError as error:
         raise SisrError(f"{error}; `sisr download {name} --force` fetches and converts it again") from None
