@@ -9,17 +9,9 @@ from PIL import Image
 
 from sisr.cli import main
 from sisr.errors import SisrError
-from sisr.figures import (
-    LABEL_GAP,
-    LABEL_SIZE,
-    TITLE_SIZE,
-    CropBox,
-    compare_models,
-    font,
-    line_height,
-    metrics_label,
-    nearest_enlarge,
-)
+from sisr.figures.compare import LABEL_GAP, LABEL_SIZE, TITLE_SIZE, compare_models, metrics_label, nearest_enlarge
+from sisr.figures.crops import CropBox
+from sisr.figures.style import font, line_height
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -34,7 +26,7 @@ def hr_image() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tiny_model_file(tmp_path_factory) -> str:
-    from sisr.models import create_model
+    from sisr import create_model
     from sisr.weights import save_model
 
     torch.manual_seed(0)

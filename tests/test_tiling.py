@@ -15,6 +15,11 @@ from sisr.inference.ensemble import SelfEnsemble
 from sisr.models import build_model
 
 
+def network(name: str, **overrides):
+    """The plain nn.Module of a preset: tiling works on networks as they are."""
+    return create_model(name, **overrides).network
+
+
 def astronaut(height: int, width: int) -> np.ndarray:
     """A real photo (face, suit, flag): edges and texture that random images lack."""
     data = pytest.importorskip("skimage.data")
@@ -64,27 +69,27 @@ def test_bad_tile_settings_are_errors():
 # --- the receptive field ------------------------------------------------------------------------
 
 SMALL_NETWORKS = {
-    "edsr-x2": lambda: create_model("edsr-baseline-x2", num_blocks=2),
-    "edsr-x3": lambda: create_model("edsr-baseline-x3", num_blocks=1),
-    "edsr-x4": lambda: create_model("edsr-baseline-x4", num_blocks=1, num_filters=16),
-    "wdsr-a-x2": lambda: create_model("wdsr-a-16-x2", num_blocks=2),
-    "wdsr-b-x3": lambda: create_model("wdsr-b-16-x3", num_blocks=3),
-    "wdsr-skip-only-x4": lambda: create_model("wdsr-b-16-x4", num_blocks=0),
-    "srresnet-x4": lambda: create_model("srresnet-x4", num_blocks=1, num_filters=16),
+    "edsr-x2": lambda: network("edsr-baseline-x2", num_blocks=2),
+    "edsr-x3": lambda: network("edsr-baseline-x3", num_blocks=1),
+    "edsr-x4": lambda: network("edsr-baseline-x4", num_blocks=1, num_filters=16),
+    "wdsr-a-x2": lambda: network("wdsr-a-16-x2", num_blocks=2),
+    "wdsr-b-x3": lambda: network("wdsr-b-16-x3", num_blocks=3),
+    "wdsr-skip-only-x4": lambda: network("wdsr-b-16-x4", num_blocks=0),
+    "srresnet-x4": lambda: network("srresnet-x4", num_blocks=1, num_filters=16),
     "msrresnet-x4": lambda: build_model("msrresnet", {"scale": 4, "num_blocks": 1, "num_filters": 16}),
     "bicubic-x3": lambda: build_model("bicubic", {"scale": 3}),
-    "self-ensemble-wdsr-x2": lambda: SelfEnsemble(create_model("wdsr-a-16-x2", num_blocks=1)),
+    "self-ensemble-wdsr-x2": lambda: SelfEnsemble(network("wdsr-a-16-x2", num_blocks=1)),
 }
 
 
 def test_receptive_field_of_the_published_architectures():
     # EDSR baseline: head 1 + 16 blocks x 2 convs + body conv 1 + upsampler conv 1 + tail (1 HR pixel) -> 36.
-    assert receptive_field(create_model("edsr-baseline-x4")) == 36
-    assert receptive_field(create_model("edsr-x2")) == 68  # 32 blocks
+    assert receptive_field(network("edsr-baseline-x4")) == 36
+    assert receptive_field(network("edsr-x2")) == 68  # 32 blocks
     # WDSR-B: head 1 + one 3x3 per block + tail conv 1.
-    assert receptive_field(create_model("wdsr-b-32-x4")) == 34
+    assert receptive_field(network("wdsr-b-32-x4")) == 34
     # SRResNet: 9x9 head 4 + 32 + 1 + stage conv 1, then a 9x9 conv at x4 (4 HR pixels) and one at x2.
-    assert receptive_field(create_model("srresnet-x4")) == 40
+    assert receptive_field(network("srresnet-x4")) == 40
     assert receptive_field(build_model("bicubic", {"scale": 4})) == 2
 
 
@@ -152,7 +157,7 @@ def test_tiled_equals_untiled_on_a_benchmark_image(benchmarks_dir):
 
     image = read_image(benchmarks_dir / "Set5" / "LR_bicubic" / "X4" / "butterfly.png")
     image = image[:40, :52]
-    model = create_model("edsr-baseline-x4", num_blocks=2, num_filters=16).eval()
+    model = network("edsr-baseline-x4", num_blocks=2, num_filters=16).eval()
     whole = upscale(model, image, device="cpu")
     tiled = upscale(model, image, tile=17, device="cpu")
     assert np.abs(tiled.astype(int) - whole).max() <= 1

@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from ..errors import SisrError
-    from ..figures import plot_log, write_figure
+    from ..figures.curves import plot_log
+    from ..figures.save import write_figure
     from ..files import check_writable
 
     check_writable(args.output, args.overwrite)

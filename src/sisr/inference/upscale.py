@@ -144,7 +144,7 @@ def plan_upscale(
         tile_overlap = prepared.info.receptive_field
         if tile_overlap is None:
             raise SisrError(
-                f"{prepared.name}: its receptive field is unknown, so tiles cannot overlap exactly; give tile_overlap"
+                f"{prepared.name}: its receptive field is unknown, so tiles cannot overlap exactly; give the tile overlap explicitly"
             )
     color_tiles = plan_tiles(source.height, source.width, tile, tile_overlap or 0)
     alpha_tiles = plan_tiles(source.height, source.width, tile, ALPHA_OVERLAP) if source.alpha is not None else []
