@@ -76,11 +76,11 @@ def test_two_gloo_processes_equal_one_process_with_the_global_batch(tmp_path):
 
 def _initial_weights() -> dict:
     """The weights every run starts from: the network built right after seeding with train.seed."""
-    from sisr.models import create_model
+    from sisr.models import build_model, preset_spec
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        return create_model("edsr-baseline-x2", num_blocks=1, num_filters=8).state_dict()
+        return build_model(preset_spec("edsr-baseline-x2", num_blocks=1, num_filters=8)).state_dict()
 
 
 @pytest.mark.slow
@@ -125,11 +125,11 @@ def test_batch_norm_is_synchronised_across_gpu_processes_and_left_per_process_on
 
     from torch import nn
 
-    from sisr.models import create_model
+    from sisr.models import build_model, preset_spec
     from sisr.train.distributed import sync_batch_norm
 
     torch.manual_seed(0)
-    model = create_model("srresnet-x4", num_blocks=2)
+    model = build_model(preset_spec("srresnet-x4", num_blocks=2))
     before = {key: value.clone() for key, value in model.state_dict().items()}
     plain = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert plain > 0
@@ -149,7 +149,7 @@ def test_batch_norm_is_synchronised_across_gpu_processes_and_left_per_process_on
     with torch.no_grad():
         assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
 
-    wdsr = create_model("wdsr-b-16-x2")
+    wdsr = build_model(preset_spec("wdsr-b-16-x2"))
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="sisr"):
         assert sync_batch_norm(wdsr, torch.device("cpu")) is wdsr

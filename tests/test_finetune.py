@@ -18,7 +18,7 @@ import torch
 from sisr.cli import main
 from sisr.errors import SisrError
 from sisr.image_io import read_image, write_image
-from sisr.models import build_model
+from sisr.models import ModelSpec, build_model
 from sisr.models.vgg import VGG19_WEIGHTS, VGG19FeatureExtractor
 from sisr.train import finetune, load_finetune_config
 from sisr.train.config import TrainConfig
@@ -45,7 +45,7 @@ def setup(tmp_path, monkeypatch) -> dict[str, Path]:
     write_image(tmp_path / "val" / "a.png", _smooth_image(32, 32, 7))
     torch.manual_seed(1)
     generator = build_model("srresnet", GENERATOR)
-    save_model(generator, tmp_path / "pixel.safetensors")
+    save_model(generator, tmp_path / "pixel.safetensors", spec=ModelSpec("srresnet", GENERATOR))
     extractor = VGG19FeatureExtractor("vgg22")
     torch.manual_seed(2)
     for parameter in extractor.parameters():
@@ -82,46 +82,42 @@ def _values(paths: dict[str, Path], **sections) -> dict:
     return values
 
 
-def _cli_args(paths: dict[str, Path], *extra: str) -> list[str]:
-    return [
-        "finetune",
-        "--init",
-        str(paths["init"]),
-        "--data",
-        str(paths["train"]),
-        "--val",
-        str(paths["val"]),
-        "--out",
-        str(paths["out"]),
-        "--vgg19-weights",
-        str(paths["vgg"]),
-        "--content-layer",
-        "vgg22",
-        "--patch-size",
-        "32",
-        "--batch-size",
-        "2",
-        "--workers",
-        "0",
-        "--steps",
-        "4",
-        "--sample-every",
-        "2",
-        "--no-progress",
-        "--set",
+def _cli_args(paths: dict[str, Path], *extra: str, without: tuple[str, ...] = ()) -> list[str]:
+    """`sisr finetune` on the tiny setup; `extra` options replace the defaults' values (each is given once),
+    `--set`s add to them, and the options in `without` are left out."""
+    options = {
+        "--init": str(paths["init"]),
+        "--data": str(paths["train"]),
+        "--val": str(paths["val"]),
+        "--out": str(paths["out"]),
+        "--vgg19-weights": str(paths["vgg"]),
+        "--content-layer": "vgg22",
+        "--patch-size": "32",
+        "--batch-size": "2",
+        "--workers": "0",
+        "--steps": "4",
+        "--sample-every": "2",
+    }
+    overrides = [
         "data.cache=memory",
-        "--set",
         "gan.discriminator_filters=8",
-        "--set",
         "train.log_every=2",
-        "--set",
         "val.every=2",
-        "--set",
         "train.threads=1",
-        "--set",
         "optim.milestones=[3]",
-        *extra,
     ]
+    for flag, value in zip(extra[::2], extra[1::2]):
+        if flag == "--set":
+            overrides.append(value)
+        else:
+            options[flag] = value
+    args = ["finetune", "--no-progress"]
+    for flag, value in options.items():
+        if flag not in without:
+            args += [flag, value]
+    for override in overrides:
+        args += ["--set", override]
+    return args
 
 
 # --- configuration -----------------------------------------------------------
@@ -155,8 +151,10 @@ def test_a_generator_is_required_and_gan_options_are_checked():
 
 
 def test_a_discriminator_file_is_no_generator(setup):
-    save_model(build_model("srgan-discriminator", {"num_filters": 8}), setup["root"] / "d.safetensors")
-    with pytest.raises(SisrError, match="d.safetensors: weights of a srgan-discriminator network"):
+    spec = ModelSpec("srgan-discriminator", {"num_filters": 8})
+    save_model(build_model(spec), setup["root"] / "d.safetensors", spec=spec)
+    # The error names the file and what it holds (the words are load_model's or load_generator's).
+    with pytest.raises(SisrError, match=r"(?s)(?=.*d\.safetensors)(?=.*srgan-discriminator)"):
         finetune(_values(setup, model={"init": str(setup["root"] / "d.safetensors")}), progress_bar=False)
 
 
@@ -169,11 +167,11 @@ def test_cli_run_changes_the_generator_logs_both_networks_and_writes_samples(set
     out = setup["out"]
     _, before, _ = read_weight_file(setup["init"])
     spec, after, metadata = read_weight_file(out / "last.safetensors")
-    assert spec == {"arch": "srresnet", "args": GENERATOR} and metadata["source"] == "sisr finetune"
+    assert spec == ModelSpec("srresnet", GENERATOR) and metadata["source"] == "sisr finetune"
     assert any(not torch.equal(before[key], after[key]) for key in before if before[key].is_floating_point())
     assert (out / "best.safetensors").is_file()
     d_spec, _, _ = read_weight_file(out / "discriminator.safetensors")
-    assert d_spec == {"arch": "srgan-discriminator", "args": {"num_filters": 8}}
+    assert d_spec == ModelSpec("srgan-discriminator", {"num_filters": 8})
 
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     train = [r for r in records if r["event"] == "train"]
@@ -250,7 +248,7 @@ def test_losses_and_samples_go_to_tensorboard_when_it_is_installed(setup, monkey
 
     import sisr.train.logging as run_logging
 
-    monkeypatch.setattr(run_logging, "_tensorboard_writer", lambda folder: RecordingWriter())
+    monkeypatch.setattr(run_logging, "open_tensorboard", lambda folder: RecordingWriter())
     finetune(_values(setup, train={"steps": 2}), progress_bar=False)
     for tag in ("content", "adversarial", "discriminator_loss", "d_real", "d_fake", "lr"):
         assert (f"train/{tag}", 2) in written
@@ -341,8 +339,7 @@ def test_missing_vgg_file_is_a_one_line_error_naming_it(setup, capsys):
 
 def test_vgg_weights_absent_offline_name_the_url_and_cache(setup, capsys, monkeypatch):
     monkeypatch.setenv("SISR_CACHE", str(setup["root"] / "cache"))
-    args = [arg for arg in _cli_args(setup) if arg != str(setup["vgg"])]
-    args.remove("--vgg19-weights")
+    args = _cli_args(setup, without=("--vgg19-weights",))
     assert main([*args, "--set", "data.download=false"]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -403,11 +400,11 @@ def test_sigterm_saves_both_networks_and_the_resumed_run_matches(setup):
     import time
 
     run_cli = "import sys; from sisr.cli import main; sys.exit(main(sys.argv[1:]))"
-    args = _cli_args(setup, "--val", "", "--sample-every", "0", "--set", "train.log_every=1")
 
     def start(steps: int) -> subprocess.Popen:
+        args = _cli_args(setup, "--val", "", "--sample-every", "0", "--steps", str(steps), "--set", "train.log_every=1")
         return subprocess.Popen(
-            [sys.executable, "-c", run_cli, *args, "--steps", str(steps)],
+            [sys.executable, "-c", run_cli, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

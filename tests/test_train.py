@@ -172,7 +172,7 @@ def test_a_run_keeps_best_and_last_weights_logs_and_its_config(tmp_path):
     _, _, best_meta = read_weight_file(out / "best.safetensors")
     assert best_meta["training_step"] == str(best["step"])
     assert float(best_meta["validation_psnr"]) == pytest.approx(best["psnr"], abs=1e-4)
-    last = load_model(out / "last.safetensors")
+    last = load_model(out / "last.safetensors").network
     for key, value in result.model.state_dict().items():
         assert torch.equal(last.state_dict()[key], value)
     assert load_config(out / "config.toml").to_dict() == load_config(values=tiny_config(tmp_path)).to_dict()
@@ -258,7 +258,7 @@ def test_scalars_go_to_tensorboard_when_it_is_installed(tmp_path, monkeypatch):
 
     import sisr.train.logging as run_logging
 
-    monkeypatch.setattr(run_logging, "_tensorboard_writer", lambda folder: RecordingWriter())
+    monkeypatch.setattr(run_logging, "open_tensorboard", lambda folder: RecordingWriter())
     train(tiny_config(tmp_path), progress_bar=False)
     assert ("train/loss", 2) in written and ("train/lr", 6) in written and ("val/psnr", 3) in written
     assert written[-1] == ("closed", None)
@@ -280,7 +280,7 @@ def test_changed_options_on_resume_are_reported(tmp_path, caplog):
 
 def test_initial_weights_of_another_scale_start_everything_but_the_upsampler(tmp_path, caplog):
     """The EDSR paper's x2 -> x4 start: head and body transfer, the scale-dependent layers start afresh."""
-    from sisr.models import create_model
+    from sisr import create_model
     from sisr.weights import load_model, save_model
 
     x2 = create_model("wdsr-b-16-x2", num_blocks=1, num_filters=8)
@@ -297,8 +297,8 @@ def test_initial_weights_of_another_scale_start_everything_but_the_upsampler(tmp
         train(config, progress_bar=False)
     x4 = load_model(tmp_path / "run" / "last.safetensors")
     assert x4.scale == 4
-    before = x2.state_dict()
-    after = x4.state_dict()
+    before = x2.network.state_dict()
+    after = x4.network.state_dict()
     carried = [k for k in after if k in before and before[k].shape == after[k].shape]
     assert any(k.startswith("body.") for k in carried) and any(k.startswith("head.") for k in carried)
     for key in carried:  # a learning rate of 1e-12 leaves them as loaded
@@ -308,7 +308,7 @@ def test_initial_weights_of_another_scale_start_everything_but_the_upsampler(tmp
 
 
 def test_initial_weights_of_another_scale_and_shape_are_refused(tmp_path):
-    from sisr.models import create_model
+    from sisr import create_model
     from sisr.weights import save_model
 
     x4 = save_model(create_model("edsr-baseline-x4", num_blocks=2, num_filters=8), tmp_path / "x4.safetensors")

@@ -163,7 +163,7 @@ def test_sigterm_saves_a_checkpoint_and_the_resumed_run_matches(tmp_path):
 def test_a_resumed_run_does_not_need_its_init_weights_any_more(tmp_path):
     """The checkpoint holds the weights: a run continued on another machine, or after the init file was
     moved, resumes instead of stopping at the missing `model.init`."""
-    from sisr.models import create_model
+    from sisr import create_model
     from sisr.weights import save_model
 
     init = tmp_path / "start.safetensors"

@@ -194,7 +194,7 @@ def test_a_patch_is_the_planned_crop():
     images = TrainingImages(["x"], [np.repeat(np.repeat(image, 2, 0), 2, 1)], [image], [(6, 8)], 2)
     samples = PatchSamples(images, 4, seed=0, augment=False)
     plan = samples.plan(5)
-    lr, hr = samples[5]
+    lr, _ = samples[5]
     expected = image[plan.top : plan.top + 2, plan.left : plan.left + 2].transpose(2, 0, 1)
     np.testing.assert_array_equal(lr.numpy(), expected)
 

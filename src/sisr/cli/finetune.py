@@ -43,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", nargs="?", help="TOML file with the options (see configs/srgan-x4.toml)")
-    parser.add_argument("--init", metavar="WEIGHTS", help="the pixel-trained generator (sisr weight file)")
+    parser.add_argument(
+        "--init", metavar="WEIGHTS", help="the pixel-trained generator: a weight file or model name, as --model takes"
+    )
     add_run_arguments(
         parser,
         out_default="runs/srgan",
@@ -61,12 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def resolve_config(args: argparse.Namespace):
-    from ..train.gan import load_finetune_config
+    from ..train.config import load_finetune_config
 
     return load_finetune_config(args.config, overrides=args.overrides, values=flag_values(args, FLAG_KEYS))
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.gan import finetune
+    from ..train import finetune
 
     return run_stage(args, resolve_config(args), finetune)

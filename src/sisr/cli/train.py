@@ -46,7 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("config", nargs="?", help="TOML file with the options (see configs/)")
     parser.add_argument("--model", metavar="PRESET", help="network preset, e.g. edsr-baseline-x4 (`sisr models`)")
-    parser.add_argument("--init", metavar="WEIGHTS", help="start from these sisr weights (fine-tuning)")
+    parser.add_argument(
+        "--init",
+        metavar="WEIGHTS",
+        help="start from these weights: a weight file or model name, as --model takes (fine-tuning)",
+    )
     add_run_arguments(parser, out_default="runs/<preset>", set_example="optim.lr=2e-4")
     parser.set_defaults(func=run)
 

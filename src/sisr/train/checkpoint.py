@@ -9,16 +9,19 @@ and read with `weights_only=True`: a checkpoint is data, never code.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from ..errors import SisrError
 from ..files import atomic_write
+from ..models import ModelSpec
 
 FORMAT = "sisr-train-checkpoint"
 FORMAT_VERSION = 1
@@ -27,7 +30,8 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 def capture_rng_state() -> dict[str, Any]:
     """torch, CUDA, numpy and Python generator states, as plain tensors, lists and ints."""
-    kind, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    numpy_state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    kind, keys, position, has_gauss, cached_gauss = numpy_state
     version, python_state, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
@@ -44,6 +48,7 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back the generator states `capture_rng_state` took."""
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -70,6 +75,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The contents of a checkpoint file, checked to be one of this format and version."""
     path = Path(path)
     if not path.is_file():
         raise SisrError(f"{path}: no such checkpoint")
@@ -84,14 +90,25 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
-def check_same_network(state: dict[str, Any], spec: dict[str, Any], path: str | os.PathLike) -> None:
-    """Refuse to resume a checkpoint of another architecture (or other arguments) with this network."""
-    saved = state.get("model_spec", {})
-    if saved.get("arch") != spec["arch"] or saved.get("args") != spec["args"]:
-        config = Path(path).parent / "config.toml"
-        hint = f"; `sisr train {config}` continues that run" if config.is_file() else ""
-        raise SisrError(
-            f"{path}: the checkpoint is of {saved.get('arch')} {saved.get('args')}, but the configuration "
-            f"builds {spec['arch']} {spec['args']}; use another --out folder, or --fresh to start over there"
-            f"{hint}"
-        )
+def spec_state(spec: ModelSpec) -> dict[str, Any]:
+    """A spec as checkpoints store it: plain dicts, which `weights_only` loading accepts."""
+    return dataclasses.asdict(spec)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read back for resuming: its contents and the file they came from (for messages)."""
+
+    state: dict[str, Any]
+    path: Path
+
+    def check_network(self, spec: ModelSpec) -> None:
+        """Refuse to resume a checkpoint of another architecture (or other arguments) with this network."""
+        saved = self.state.get("model_spec") or {}
+        if saved.get("arch") != spec.arch or saved.get("args") != spec.args:
+            config = self.path.parent / "config.toml"
+            hint = f"; `sisr train {config}` continues that run" if config.is_file() else ""
+            raise SisrError(
+                f"{self.path}: the checkpoint is of {saved.get('arch')} {saved.get('args')}, but the configuration "
+                f"builds {spec.arch} {spec.args}; use another --out folder, or --fresh to start over there{hint}"
+            )

@@ -5,6 +5,8 @@ Krasser's article's settings), then a TOML file, then command-line flags and
 `--set section.key=value` overrides. Unknown keys and values of the wrong type
 are errors that name the key, so a typo never silently trains the wrong thing.
 
+`sisr finetune` reads the same options plus a [gan] section (`FinetuneConfig`).
+
 Batch size: `data.batch_size` is per process. With DDP on W processes a step
 uses W x batch_size patches (the papers' 16 = 1 GPU x 16, or 2 x 8, ...).
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SisrError
+from ..losses import PIXEL_LOSSES, SRGAN_FEATURE_SCALE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,13 +40,17 @@ CACHES = ("disk", "memory")
 
 @dataclass
 class ModelSection:
+    """[model]: the network to train and where its weights start."""
+
     preset: str = "edsr-baseline-x4"  # a name from `sisr models`
     args: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's arguments, e.g. {num_blocks = 8}
-    init: str = ""  # a sisr weight file to start from (fine-tuning); "" = random initialisation
+    init: str = ""  # weights to start from (what --model takes: a file or model name); "" = random initialisation
 
 
 @dataclass
 class DataSection:
+    """[data]: the training images, how patches are cut and batched, and where they are cached."""
+
     train: str = "div2k"  # "div2k", or a folder of HR images (LR made by MATLAB bicubic)
     train_lr: str = ""  # a folder of LR images paired with `train` by name (any degradation)
     downgrade: str = "bicubic"  # DIV2K's LR images: "bicubic" or "unknown"
@@ -61,6 +68,8 @@ class DataSection:
 
 @dataclass
 class ValSection:
+    """[val]: the held-out images PSNR is measured on during training."""
+
     set: str = "DIV2K-valid"  # a benchmark name (Set5, DIV2K-valid, ...) or folder; "" = no validation
     limit: int = 10  # validate on the first N images; 0 = all
     every: int = 1000  # steps between validations
@@ -68,6 +77,8 @@ class ValSection:
 
 @dataclass
 class OptimSection:
+    """[optim]: the optimizer and its learning-rate schedule."""
+
     name: str = "adam"  # "adam" or "adamw"
     lr: float = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -80,6 +91,8 @@ class OptimSection:
 
 @dataclass
 class TrainSection:
+    """[train]: the length of the run, its loss, precision, device and output."""
+
     steps: int = 300000
     loss: str = "l1"  # "l1", "l2" / "mse"
     seed: int = 0
@@ -95,6 +108,8 @@ class TrainSection:
 
 @dataclass
 class TrainConfig:
+    """Every option of a run, by section; `load_config` builds one from its layers."""
+
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     val: ValSection = field(default_factory=ValSection)
@@ -103,9 +118,11 @@ class TrainConfig:
 
     @property
     def out_dir(self) -> Path:
+        """Where the run writes its files: `train.out`, else runs/<preset>."""
         return Path(self.train.out or Path("runs") / self.model.preset)
 
     def to_dict(self) -> dict[str, Any]:
+        """The options as nested dicts (what checkpoints and the log record)."""
         return dataclasses.asdict(self)
 
     def to_toml(self) -> str:
@@ -121,7 +138,7 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
         """A checked configuration from nested dicts over the built-in defaults."""
         config = cls()
-        _merge_into(config, values, source)
+        merge_into(config, values, source)
         config.validate()
         return config
 
@@ -147,16 +164,17 @@ class TrainConfig:
         ]:
             if value < 1:
                 problems.append(f"{key} must be at least 1, not {value}")
-        for key, value in [
+        non_negative: list[tuple[str, float]] = [
             ("data.workers", self.data.workers),
             ("data.limit", self.data.limit),
             ("data.patch_size", self.data.patch_size),
             ("val.limit", self.val.limit),
             ("optim.grad_clip", self.optim.grad_clip),
             ("train.threads", self.train.threads),
-        ]:
-            if value < 0:
-                problems.append(f"{key} must not be negative, not {value}")
+        ]
+        for key, number in non_negative:
+            if number < 0:
+                problems.append(f"{key} must not be negative, not {number}")
         if not 0.0 <= self.train.ema < 1.0:
             problems.append(f"train.ema must be in [0, 1) (0 = off), not {self.train.ema}")
         if self.optim.lr <= 0 or self.optim.gamma <= 0:
@@ -226,7 +244,8 @@ def _unknown(key: str, known: Sequence[str], source: str) -> SisrError:
     return SisrError(f"{source}: unknown option {key!r}{hint}")
 
 
-def _merge_into(config: TrainConfig, values: dict[str, Any], source: str) -> None:
+def merge_into(config: TrainConfig, values: dict[str, Any], source: str) -> None:
+    """Set the options in `values` (nested by section) on `config`; `source` names them in errors."""
     sections = {f.name for f in dataclasses.fields(config)}
     for section_name, section_values in values.items():
         if section_name not in sections:
@@ -267,6 +286,7 @@ def family_defaults(preset: str) -> dict[str, Any]:
 
 
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """A TOML file as nested dicts, with errors that name the file."""
     path = Path(path)
     if tomllib is None:
         raise SisrError(
@@ -299,12 +319,22 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def set_dotted(values: dict[str, Any], path: list[str], value: Any) -> None:
+    """`values[path[0]][path[1]]... = value`, making the sections on the way."""
     target = values
     for part in path[:-1]:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
             raise SisrError(f"--set {'.'.join(path)}: {part} is not a section")
     target[path[-1]] = value
+
+
+def overrides_to_values(overrides: Sequence[str]) -> dict[str, Any]:
+    """`section.key=value` strings (as given to `--set`) as one nested dict."""
+    values: dict[str, Any] = {}
+    for text in overrides:
+        key, value = parse_override(text)
+        set_dotted(values, key, value)
+    return values
 
 
 def load_config(
@@ -320,19 +350,89 @@ def load_config(
     if values:
         layers.append(("options", values))
     if overrides:
-        collected: dict[str, Any] = {}
-        for text in overrides:
-            key, value = parse_override(text)
-            set_dotted(collected, key, value)
-        layers.append(("--set", collected))
+        layers.append(("--set", overrides_to_values(overrides)))
     preset = ModelSection().preset
     for _, layer in layers:
         preset = layer.get("model", {}).get("preset", preset) if isinstance(layer.get("model"), dict) else preset
     if not isinstance(preset, str):
         raise SisrError(f"model.preset must be a string, not {preset!r}")
     config = TrainConfig()
-    _merge_into(config, family_defaults(preset), "defaults")
+    merge_into(config, family_defaults(preset), "defaults")
     for source, layer in layers:
-        _merge_into(config, layer, source)
+        merge_into(config, layer, source)
+    config.validate()
+    return config
+
+
+# --- the GAN stage (`sisr finetune`) -----------------------------------------
+
+
+@dataclass
+class GanSection:
+    """[gan]: the perceptual and adversarial losses of fine-tuning, and what its validation adds."""
+
+    content_layer: str = "vgg54"  # VGG19 features of the content loss: "vgg22" or "vgg54" (SRGAN)
+    before_activation: bool = False  # features before the ReLU (ESRGAN) instead of after (SRGAN)
+    feature_scale: float = SRGAN_FEATURE_SCALE  # VGG features x this before the MSE (SRGAN: 1/12.75)
+    vgg19_weights: str = ""  # torchvision vgg19 file; "" = $SISR_VGG19_WEIGHTS, the cache, or a download
+    # LPIPS at validation: torchvision vgg16 file and lpips' weights/v0.1/vgg.pth; "" = $SISR_VGG16_WEIGHTS /
+    # $SISR_LPIPS_WEIGHTS, else the cache; skipped when not found (never downloaded during training)
+    lpips_vgg16_weights: str = ""
+    lpips_weights: str = ""
+    adversarial_weight: float = 1e-3
+    pixel_weight: float = 0.0  # weight of an extra pixel-loss term; 0 = none (SRGAN)
+    pixel_loss: str = "l1"  # "l1" or "mse"
+    discriminator_filters: int = 64
+    sample_every: int = 1000  # steps between sample images (samples/step_N.png); 0 = none
+
+
+@dataclass
+class FinetuneConfig(TrainConfig):
+    """The pixel trainer's options plus [gan]; `model.init` (the generator) is required."""
+
+    gan: GanSection = field(default_factory=GanSection)
+
+    def validate(self) -> None:
+        super().validate()
+        gan, problems = self.gan, []
+        if not self.model.init:
+            problems.append("model.init (--init) must name the pixel-trained generator (a weight file or model name)")
+        if gan.pixel_loss not in PIXEL_LOSSES:
+            problems.append(f"gan.pixel_loss must be one of {', '.join(PIXEL_LOSSES)}, not {gan.pixel_loss!r}")
+        for key in ("adversarial_weight", "pixel_weight", "sample_every"):
+            if getattr(gan, key) < 0:
+                problems.append(f"gan.{key} must not be negative, not {getattr(gan, key)}")
+        if gan.discriminator_filters < 1 or gan.feature_scale <= 0:
+            problems.append("gan.discriminator_filters and gan.feature_scale must be positive")
+        if problems:
+            raise SisrError("invalid fine-tuning configuration: " + "; ".join(problems))
+
+
+# SRGAN's fine-tuning recipe (as in the article): Adam 1e-4 for 100k steps, then 1e-5 for 100k more,
+# batch 16, HR patches of 96 pixels.
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "model": {"preset": "srgan"},
+    "data": {"patch_size": 96, "batch_size": 16},
+    "optim": {"lr": 1e-4, "milestones": [100000], "gamma": 0.1},
+    "train": {"steps": 200000},
+}
+
+
+def load_finetune_config(
+    path: str | os.PathLike | None = None, overrides: Sequence[str] = (), values: dict[str, Any] | None = None
+) -> FinetuneConfig:
+    """SRGAN defaults < TOML file `path` < `values` (nested dict) < `--set` style `overrides`.
+
+    `model.preset` is only a label here (it names the default output folder,
+    runs/<preset>): the generator's architecture comes from `model.init`.
+    """
+    config = FinetuneConfig()
+    merge_into(config, FINETUNE_DEFAULTS, "defaults")
+    if path is not None:
+        merge_into(config, read_toml(path), str(path))
+    if values:
+        merge_into(config, values, "options")
+    if overrides:
+        merge_into(config, overrides_to_values(overrides), "--set")
     config.validate()
     return config

@@ -18,18 +18,20 @@ class WeightAverage:
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = float(decay)
-        self.model = copy.deepcopy(model).eval()  # keeps `sisr_spec`, so it saves like the model
+        self.model = copy.deepcopy(model).eval()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """Move the average towards `model`'s current weights."""
         for average, current in zip(self.model.parameters(), model.parameters()):
             average.lerp_(current.detach(), 1.0 - self.decay)
-        for average, current in zip(self.model.buffers(), model.buffers()):
-            average.copy_(current)  # running statistics (batch norm) follow the model
+        for average_buffer, buffer in zip(self.model.buffers(), model.buffers()):
+            average_buffer.copy_(buffer)  # running statistics (batch norm) follow the model
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """The averaged weights, for the checkpoint."""
         return self.model.state_dict()
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:

@@ -14,7 +14,9 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+import numpy as np
 
 from ..files import atomic_write
 
@@ -39,7 +41,8 @@ def truncate_after(path: Path, step: int) -> None:
         handle.write("".join(line + "\n" for line in kept))
 
 
-def _tensorboard_writer(folder: Path):
+def open_tensorboard(folder: Path) -> Any:
+    """A TensorBoard SummaryWriter writing into `folder`, or None when the package is not installed."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # the optional extra is not installed
@@ -56,14 +59,14 @@ class RunLog:
         self.enabled = enabled
         self.total_steps = total_steps
         self.path = Path(out_dir) / LOG_NAME
-        self._file = None
-        self._writer = None
-        self._bar = None
+        self._file: TextIO | None = None
+        self._writer: Any = None  # a SummaryWriter, when TensorBoard is installed
+        self._bar: Any = None  # a tqdm bar, when one is shown
         if not enabled:
             return
         truncate_after(self.path, start_step)
-        self._file = open(self.path, "a", encoding="utf-8")
-        self._writer = _tensorboard_writer(Path(out_dir) / "tensorboard")
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run, closed by close()
+        self._writer = open_tensorboard(Path(out_dir) / "tensorboard")
         if progress_bar is None:
             progress_bar = sys.stderr.isatty()
         if progress_bar:
@@ -75,7 +78,13 @@ class RunLog:
 
     @property
     def tensorboard(self) -> bool:
+        """Whether scalars and images also go to TensorBoard."""
         return self._writer is not None
+
+    @property
+    def has_progress_bar(self) -> bool:
+        """Whether a progress bar is on screen (log lines would tear it; the JSON lines hold the numbers)."""
+        return self._bar is not None
 
     def record(self, event: str, **fields: Any) -> None:
         """One JSON line: {"event": ..., "time": unix seconds, **fields}."""
@@ -84,7 +93,19 @@ class RunLog:
         self._file.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields}) + "\n")
         self._file.flush()
 
+    def scalars(self, step: int, values: dict[str, float], prefix: str = "train/") -> None:
+        """TensorBoard scalars `prefix + name` (nothing without TensorBoard)."""
+        if self._writer is not None:
+            for key, value in values.items():
+                self._writer.add_scalar(prefix + key, value, step)
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """An HxWx3 uint8 image in TensorBoard (nothing without TensorBoard)."""
+        if self._writer is not None:
+            self._writer.add_image(tag, image, step, dataformats="HWC")
+
     def step_done(self) -> None:
+        """Advance the progress bar by one step."""
         if self._bar is not None:
             self._bar.update(1)
 

@@ -25,7 +25,11 @@ class WeightUpdate:
         self.parameters = list(parameters)
         kind = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
         self.optimizer = kind(
-            self.parameters, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay
+            self.parameters,
+            lr=optim.lr,
+            betas=(optim.betas[0], optim.betas[1]),
+            eps=optim.eps,
+            weight_decay=optim.weight_decay,
         )
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(optim.milestones), optim.gamma)
         self.scaler = torch.amp.GradScaler("cuda") if config.train.precision == "fp16" else None

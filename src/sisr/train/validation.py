@@ -39,6 +39,8 @@ def _div2k_valid(scale: int, downgrade: str, root: str, limit: int, download: bo
     from ..data.div2k import div2k_pairs
 
     for pair in div2k_pairs("valid", scale, downgrade, root or None, limit=limit or None, download=download):
+        if pair.lr_path is None:  # DIV2K pairs always name their LR file
+            raise SisrError(f"{pair.hr_path}: DIV2K pair without an LR image")
         hr, lr = to_rgb8(read_image(pair.hr_path)), to_rgb8(read_image(pair.lr_path))
         yield pair.name, hr, lr
 
@@ -92,7 +94,8 @@ def evaluate(model: nn.Module, validation: ValidationSet, device: torch.device) 
     try:
         for _, lr, hr in validation.pairs:
             sr = to_uint8_image(model(lr.to(device)).float())
-            values.append(float(psnr(sr, hr, crop_border=validation.scale, y_channel=True)))
+            value = psnr(sr, hr, crop_border=validation.scale, y_channel=True)
+            values.append(value if isinstance(value, float) else float(value[0]))  # one image: one value
     finally:
         model.train(was_training)
     return float(np.mean(values)), time.perf_counter() - started

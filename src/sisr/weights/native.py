@@ -137,6 +137,8 @@ def load_weight_file(
 ) -> SRModel:
     """The network a sisr weight file describes, with its weights, in eval mode."""
     spec, tensors, metadata = read_weight_file(path)
+    if spec.scale is None:
+        raise SisrError(f"{path}: weights of a {spec.arch} network, not of a super-resolution network")
     network = build_model(spec)
     load_state_dict_strict(network, tensors, str(path))
     network.to(device).eval()
