@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -90,12 +90,15 @@ def evaluate(
         label = model_label(model_name) + ("+" if self_ensemble else "")
         for benchmark in sets:
             started = time.perf_counter()
-            images = []
+            images: list[dict[str, Any]] = []
             for name, hr, lr in benchmark.iter_pairs():
                 sr = upscale(prepared, lr, tile=tile, tile_overlap=tile_overlap, precision=precision, device=device)
                 if sr.shape != hr.shape:
                     raise SisrError(f"{benchmark.name}/{name}: output {sr.shape} but HR {hr.shape}")
-                values = {m: float(functions[m](sr, hr, crop_border=crop, y_channel=y_channel)) for m in metrics}
+                # One image in, so each metric gives one number (a batch would give a list).
+                values = {
+                    m: float(cast(float, functions[m](sr, hr, crop_border=crop, y_channel=y_channel))) for m in metrics
+                }
                 images.append({"name": name, **values})
                 if save_images is not None:
                     out = Path(save_images) / label / benchmark.name / f"x{scale}" / f"{name}.png"
@@ -130,11 +133,11 @@ def _resolve(model: str | os.PathLike[str] | nn.Module | SRModel, scale: int | N
     return None if str(model) == "bicubic" else load_model(model, scale=scale)
 
 
-def _common_scale(models: Sequence[str | os.PathLike[str] | nn.Module | SRModel], networks: list[SRModel | None]) -> int:
+def _common_scale(
+    models: Sequence[str | os.PathLike[str] | nn.Module | SRModel], networks: list[SRModel | None]
+) -> int:
     """The one scale of `networks` (bicubic has none of its own)."""
-    scales = {
-        model_label(model): network.scale for model, network in zip(models, networks) if network is not None
-    }
+    scales = {model_label(model): network.scale for model, network in zip(models, networks) if network is not None}
     if not scales:
         raise SisrError("no scale given and none to take from the models (bicubic has none): pass --scale / scale=")
     if len(set(scales.values())) > 1:

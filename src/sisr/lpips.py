@@ -92,6 +92,9 @@ class LPIPS(nn.Module):
     to the inputs (it can serve as a loss) but never to its own weights.
     """
 
+    shift: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.features = vgg16_features()

@@ -22,6 +22,7 @@ as HxW uint8. Callers that need three channels expand them.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,9 +32,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import image_io
+from ..download import Resource, cache_dir, fetch_and_extract
 from ..errors import SisrError
 from ..image_io import IMAGE_SUFFIXES, to_uint8
-from ..download import Resource, cache_dir, fetch_and_extract
 
 log = logging.getLogger("sisr")
 
@@ -183,7 +184,11 @@ def benchmark_names() -> list[str]:
 
 
 def load_benchmark(
-    name_or_path: str | Path, scale: int, root: str | Path | None = None, *, progress: bool = True
+    name_or_path: str | os.PathLike[str],
+    scale: int,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    progress: bool = True,
 ) -> BenchmarkSet:
     """Find a test set by path or registry name and list its HR/LR pairs.
 

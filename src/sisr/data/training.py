@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -296,7 +297,7 @@ def _prepare_one(
         hr_shape, lr_shape = _npy_shape(hr_file), _npy_shape(lr_file)
         if hr_shape is not None and lr_shape is not None:
             problems = _check_sizes(pair, hr_shape, lr_shape, scale, lr_patch)
-            return (None if problems else (hr_file, lr_file, lr_shape[:2])), problems
+            return (None if problems else (hr_file, lr_file, (lr_shape[0], lr_shape[1]))), problems
     try:
         hr = to_rgb8(read_image(pair.hr_path))
         if pair.lr_path is None:
@@ -381,7 +382,7 @@ def prepare_training_images(
         names=[pairs[index].name for index in kept],
         hr=[results[index][0] for index in kept],
         lr=[results[index][1] for index in kept],
-        lr_sizes=[tuple(int(n) for n in results[index][2]) for index in kept],
+        lr_sizes=[results[index][2] for index in kept],
         scale=scale,
     )
 
@@ -504,7 +505,7 @@ def patch_loader(
     pin_memory: bool = False,
 ) -> DataLoader:
     """An endless DataLoader of (LR, HR) uint8 batches starting at sample `start_sample`."""
-    options = {"prefetch_factor": 4, "worker_init_fn": _ignore_interrupts} if workers > 0 else {}
+    options: dict[str, Any] = {"prefetch_factor": 4, "worker_init_fn": _ignore_interrupts} if workers > 0 else {}
     return DataLoader(
         samples,
         batch_size=batch_size,

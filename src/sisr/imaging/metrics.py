@@ -5,10 +5,9 @@ The published numbers depend on details that are easy to get wrong:
 * images are compared as 8-bit levels: a float image in [0, 1] is first
   rounded to round(x * 255), clipped, as it would be when saved;
 * on the luma channel Y of MATLAB's `rgb2ycbcr` (BT.601, Y in [16, 235]),
-  taken as an unrounded float (MATLAB `rgb2ycbcr(im2double(img))`, times 255).
-  On the shared sets this reproduces the published bicubic table within
-  0.015 dB and 0.0007 SSIM; a Y rounded to uint8 first lands up to 0.02 dB
-  low (Set5 and Set14 x2);
+  taken as an unrounded float (MATLAB `rgb2ycbcr(im2double(img))`, times 255),
+  which reproduces the published bicubic tables; a Y rounded to uint8 first
+  lands a little low;
 * `crop_border` pixels (the scale factor, by convention) removed on every side;
 * PSNR with peak 255; SSIM as Wang et al.'s reference `ssim.m`: an 11x11
   Gaussian window with sigma 1.5, K1 = 0.01, K2 = 0.03, L = 255, 'valid'

@@ -184,7 +184,7 @@ def _axis_plan(
         used = block_weights != 0.0
         in_start = int(block_indices[used].min())
         in_stop = int(block_indices[used].max()) + 1
-        matrix = np.zeros((out_stop - out_start, in_stop - in_start))
+        matrix: np.ndarray = np.zeros((out_stop - out_start, in_stop - in_start))
         rows = np.broadcast_to(np.arange(out_stop - out_start)[:, None], block_indices.shape)
         np.add.at(matrix, (rows[used], block_indices[used] - in_start), block_weights[used])
         if integer_bits is not None:
@@ -283,6 +283,9 @@ def _rows_to_layout(rows: Any, image: Any, out_height: int, out_width: int) -> A
 
 
 class _NumpyBackend:
+    work_dtype: np.dtype
+    integer_max: float | None  # the largest level of an integer image type; None for float images
+
     def __init__(self, dtype: np.dtype) -> None:
         if dtype in _INTEGER_RANGES_NUMPY:
             self.work_dtype, self.integer_max = np.dtype(np.float64), _INTEGER_RANGES_NUMPY[dtype]
@@ -326,6 +329,8 @@ class _NumpyBackend:
 
 
 class _TorchBackend:
+    integer_max: float | None  # the largest level of an integer image type; None for float images
+
     def __init__(self, dtype: Any, device: Any) -> None:
         import torch
 

@@ -32,7 +32,7 @@ class SelfEnsemble(nn.Module):
         # A transposed view of a channels-last input is no longer channels-last;
         # the network's fast paths want it back in that layout (a copy of the small input).
         layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
-        total = None
+        total: torch.Tensor | None = None
         for transpose, flips in TRANSFORMS:
             y = x.transpose(-2, -1) if transpose else x
             y = torch.flip(y, flips) if flips else y
@@ -45,6 +45,7 @@ class SelfEnsemble(nn.Module):
                 total = y.clone()  # the network's own output may be a view it still uses
             else:
                 total += y
+        assert total is not None  # TRANSFORMS is not empty
         return total / 8
 
 

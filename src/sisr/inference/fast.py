@@ -41,12 +41,16 @@ the same module.
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from . import native
+
+if TYPE_CHECKING:
+    from ..models.wdsr import WDSR
 
 # Pixels per thread per matrix product in WDSR-B's fused 1x1 pair: the
 # 192-channel activation of 2048 pixels is 1.5 MB, which stays in the caches.
@@ -117,6 +121,11 @@ class FusedWideBlockB(nn.Module):
     columns to a multiple of `REDUCE_OUTPUTS_MULTIPLE` (25 -> 32), which
     vectorises; the padding is dropped when the chunk is copied out.
     """
+
+    expand_matrix: torch.Tensor
+    expand_bias: torch.Tensor
+    reduce_matrix: torch.Tensor
+    reduce_bias: torch.Tensor
 
     def __init__(
         self, expand: nn.Conv2d, reduce: nn.Conv2d, conv: nn.Conv2d, res_scale: float, *, native_kernel: bool = False
@@ -226,6 +235,7 @@ class FusedWideBodyB(nn.Module):
         batch, _channels, height, width = x.shape
         pending: tuple[torch.Tensor, float] | None = None  # the last block's conv output and res_scale, not yet added
         for block in self.blocks:
+            assert isinstance(block, FusedWideBlockB)  # as built in __init__
             low = torch.empty((batch, height, width, block.narrow))
             pixels = _pixel_rows(x)
             if pending is None:
@@ -274,7 +284,7 @@ class _ConvStage:
     def __init__(self, conv: nn.Conv2d, native_kernel: bool) -> None:
         self.conv = conv
         self.native_kernel = native_kernel
-        self.halo = conv.padding[0]
+        self.halo = int(conv.padding[0])  # a number: `_streamable` admits no string padding
         self.kept: torch.Tensor | None = None  # input rows [kept_start, next input row), zero rows above row 0
         self.kept_start = -self.halo
         self.next_output = 0
@@ -311,9 +321,9 @@ def _conv_rows(conv: nn.Conv2d, rows: torch.Tensor, native_kernel: bool) -> torc
     below the peak (a 32-row strip of EDSR-baseline x4's 1024-wide output:
     2.32 ms, the kernel 0.82 ms; benchmarks/bench_native.py).
     """
-    if native_kernel and native.conv3x3_to3_applies(conv):
+    if native_kernel and conv.bias is not None and native.conv3x3_to3_applies(conv):
         return native.conv3x3_to3(rows, conv.weight, conv.bias)
-    return F.conv2d(rows, conv.weight, conv.bias, padding=(0, conv.padding[1]))
+    return F.conv2d(rows, conv.weight, conv.bias, padding=(0, int(conv.padding[1])))
 
 
 class StreamedChain(nn.Module):
@@ -346,19 +356,22 @@ class StreamedChain(nn.Module):
             heights.append(height)
             if isinstance(layer, nn.PixelShuffle):
                 height *= layer.upscale_factor
-        stages = [_ConvStage(layer, self.native_kernel) if isinstance(layer, nn.Conv2d) else layer for layer in self.layers]
+        stages = [
+            _ConvStage(layer, self.native_kernel) if isinstance(layer, nn.Conv2d) else layer for layer in self.layers
+        ]
         pieces = []
         for start in range(0, x.shape[2], STREAM_ROWS):
-            rows: torch.Tensor | None = x[:, :, start : start + STREAM_ROWS]
+            rows = x[:, :, start : start + STREAM_ROWS]
             last = start + STREAM_ROWS >= x.shape[2]
             for stage, stage_height in zip(stages, heights):
                 if isinstance(stage, _ConvStage):
-                    rows = stage.push(rows, stage_height, last)
+                    pushed = stage.push(rows, stage_height, last)
+                    if pushed is None:  # no output row complete yet: the next strip goes on
+                        break
+                    rows = pushed
                 else:
                     rows = stage(rows)
-                if rows is None:
-                    break
-            if rows is not None:
+            else:
                 pieces.append(rows)
         return torch.cat(pieces, dim=2)
 
@@ -421,8 +434,12 @@ def _fused_block(module: nn.Module, native_kernel: bool) -> nn.Module | None:
 
     if isinstance(module, WideBlockB):
         expand, relu, reduce, conv = module.body
-        convs = (expand, reduce, conv)
-        if all(isinstance(c, nn.Conv2d) for c in convs) and isinstance(relu, nn.ReLU):
+        if (
+            isinstance(expand, nn.Conv2d)
+            and isinstance(relu, nn.ReLU)
+            and isinstance(reduce, nn.Conv2d)
+            and isinstance(conv, nn.Conv2d)
+        ):
             pointwise = [c.kernel_size == (1, 1) and _is_plain(c) for c in (expand, reduce)]
             if all(pointwise):
                 return FusedWideBlockB(expand, reduce, conv, float(module.res_scale), native_kernel=native_kernel)
@@ -449,11 +466,12 @@ class FoldedWdsrOutput(nn.Module):
         self.tail = copy.deepcopy(tail_conv)
         self.skip = copy.deepcopy(skip_conv)
         self.shuffle = shuffle
+        tail_bias, skip_bias = self.tail.bias, self.skip.bias
+        assert tail_bias is not None and skip_bias is not None  # `_fold_wdsr_output` checks both
         with torch.no_grad():
-            for conv in (self.tail, self.skip):
-                conv.weight.div_(scale)
-                conv.bias.div_(scale)
-            self.tail.bias.add_(mean.flatten().to(self.tail.bias).repeat_interleave(shuffle.upscale_factor**2))
+            for tensor in (self.tail.weight, tail_bias, self.skip.weight, skip_bias):
+                tensor.div_(scale)
+            tail_bias.add_(mean.flatten().to(tail_bias).repeat_interleave(shuffle.upscale_factor**2))
 
     def forward(self, features: torch.Tensor, normalized: torch.Tensor) -> torch.Tensor:
         y = self.tail(features)
@@ -462,10 +480,11 @@ class FoldedWdsrOutput(nn.Module):
         return self.shuffle(y)
 
 
-def _wdsr_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _wdsr_forward(self: WDSR, x: torch.Tensor) -> torch.Tensor:
     """WDSR's forward with `FoldedWdsrOutput` as its end."""
     x = self.normalize(x)
-    return self.folded_output(self.body(self.head(x)), x)
+    folded_output = cast(FoldedWdsrOutput, self.folded_output)  # set by `_fold_wdsr_output`
+    return folded_output(self.body(self.head(x)), x)
 
 
 def _fold_wdsr_output(model: nn.Module) -> None:
@@ -485,7 +504,7 @@ def _fold_wdsr_output(model: nn.Module) -> None:
     ):
         return
     model.folded_output = FoldedWdsrOutput(tail_conv, skip_conv, shuffle, model.normalize.scale, model.normalize.mean)
-    model.forward = _wdsr_forward.__get__(model)
+    model.forward = _wdsr_forward.__get__(model)  # type: ignore[method-assign]  # this instance only, on purpose
 
 
 def optimize_for_inference(model: nn.Module, *, native_kernels: bool = False) -> nn.Module:
@@ -503,12 +522,10 @@ def optimize_for_inference(model: nn.Module, *, native_kernels: bool = False) ->
                 setattr(parent, name, fused)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if (
-                isinstance(child, nn.Sequential)
-                and len(child) > 1
-                and all(isinstance(block, FusedWideBlockB) for block in child)
-            ):
-                setattr(parent, name, FusedWideBodyB(list(child)))
+            if isinstance(child, nn.Sequential) and len(child) > 1:
+                blocks = [block for block in child if isinstance(block, FusedWideBlockB)]
+                if len(blocks) == len(child):
+                    setattr(parent, name, FusedWideBodyB(blocks))
     _stream_upsamplers(model, native_kernels)
     _fold_wdsr_output(model)
     return model

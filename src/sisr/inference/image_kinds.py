@@ -190,6 +190,8 @@ class Canvas:
     to [0, 1]; tensors are clipped and stay float.
     """
 
+    pixels: torch.Tensor | np.ndarray  # a tensor for tensor inputs, else an (H, W, C) uint8 or uint16 array
+
     def __init__(
         self,
         source: SourceImage,
@@ -214,23 +216,23 @@ class Canvas:
                 (batch, channels, height, width), dtype=source.color.dtype, device=source.color.device
             )
         else:
-            pinned = None
+            pinned_pixels = None
             if (
                 source.maximum == 255
                 and device is not None
                 and self.pinned
                 and height * width * channels <= PINNED_CANVAS_BYTES
             ):
-                pinned = _pinned_empty((height, width, channels), torch.uint8)
-            if pinned is not None:
-                self.pixels = pinned.numpy()
+                pinned_pixels = _pinned_empty((height, width, channels), torch.uint8)
+            if pinned_pixels is not None:
+                self.pixels = pinned_pixels.numpy()
             else:
                 dtype = np.uint8 if source.maximum == 255 else np.uint16
                 self.pixels = np.empty((height, width, channels), dtype=dtype)
 
     def _store(self, rows: slice, columns: slice, channels: slice, values: torch.Tensor) -> None:
         values = values.to(torch.float32).clamp(0.0, 1.0)  # a new tensor: the caller's stays as it was
-        if self.source.kind == "tensor":
+        if isinstance(self.pixels, torch.Tensor):  # a tensor input
             self.pixels[:, channels, rows, columns] = values.to(self.pixels.device, self.pixels.dtype)
             return
         # Rounding half up: x * max + 0.5 is >= 0.5 after the clip, so the integer conversion's
@@ -270,7 +272,7 @@ class Canvas:
 
     def result(self) -> Any:
         """The output in the input's kind: same dtype and layout (numpy), mode (PIL), or float tensor."""
-        if self.source.kind == "tensor":
+        if isinstance(self.pixels, torch.Tensor):  # a tensor input
             return self.pixels
         pixels = self.pixels
         if self.source.numpy_ndim == 2 or (self.source.kind == "pil" and pixels.shape[2] == 1):

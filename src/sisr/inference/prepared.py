@@ -162,7 +162,8 @@ def prepare_model(
     check_precision(resolved, target)
     warn_if_emulated(resolved, target)
     network = fold_weight_norm(model.network).eval().requires_grad_(False).to(target)
-    network = network.to(memory_format=torch.channels_last)
+    # Module.to accepts memory_format (see its docstring); torch's overloads leave it out.
+    network = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     fused = fuse and not compile and target.type == "cpu"
     use_native = False
     if target.type == "cpu":
@@ -180,7 +181,7 @@ def prepare_model(
         network = optimize_for_inference(network, native_kernels=use_native)
     if compile:
         # The module keeps its type (tiling reads its architecture); only its forward is compiled.
-        network.forward = torch.compile(network.forward)  # type: ignore[method-assign]
+        network.forward = torch.compile(network.forward)
     return PreparedModel(
         model,
         network,

@@ -92,7 +92,7 @@ def layer_chains(model: nn.Module) -> list[list[Layer]]:
         return [main, _convs_and_shuffles(model.skip)]
     if isinstance(model, MSRResNet):
         # Its shuffles are functional calls, so the chain is spelled out; the bilinear skip reaches 1 pixel.
-        main = [Conv(model.conv_first.kernel_size[0])] + _convs_and_shuffles(model.body)
+        main = [Conv(model.conv_first.kernel_size[0]), *_convs_and_shuffles(model.body)]
         for k, stage in enumerate(model.stages, start=1):
             main += _convs_and_shuffles(getattr(model, f"upconv{k}")) + [Shuffle(stage)]
         main += _convs_and_shuffles(model.conv_hr) + _convs_and_shuffles(model.conv_last)

@@ -124,6 +124,7 @@ def upscale_to_tiff(
         for rows, color_tiles, alpha_tiles in run.bands():
             band = Canvas(run.source, run.scale, rows)
             run.fill(band, color_tiles, alpha_tiles, bar.update if bar is not None else None)
+            assert isinstance(band.pixels, np.ndarray)  # tensor sources are refused above
             yield from cutter.add(band.pixels)
         yield from cutter.finish()
 

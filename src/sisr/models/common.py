@@ -25,6 +25,8 @@ class MeanShift(nn.Module):
     The mean is a buffer, not a parameter: it is fixed, not learnt.
     """
 
+    mean: torch.Tensor
+
     def __init__(self, rgb_mean: tuple[float, ...] = DIV2K_RGB_MEAN, scale: float = 1.0) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(rgb_mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
@@ -104,20 +106,27 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    """A 2-d convolution's size as the 2-tuple it is (torch types it as tuple[int, ...])."""
+    first, second = values
+    return first, second
+
+
 def _plain_conv(conv: WeightNormConv2d) -> nn.Conv2d:
     plain = nn.Conv2d(
         conv.in_channels,
         conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
+        _pair(conv.kernel_size),
+        stride=_pair(conv.stride),
+        padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
+        dilation=_pair(conv.dilation),
         groups=conv.groups,
         bias=conv.bias is not None,
     ).to(conv.weight_v.device, conv.weight_v.dtype)
     with torch.no_grad():
         plain.weight.copy_(conv.weight)
         if conv.bias is not None:
+            assert plain.bias is not None  # built with bias=True above
             plain.bias.copy_(conv.bias)
     return plain
 

@@ -113,7 +113,8 @@ del _s, _n
 def build_model(arch: str | ModelSpec, args: dict[str, Any] | None = None) -> nn.Module:
     """The plain network of an architecture with explicit arguments (or of a spec); bad ones are a SisrError."""
     if isinstance(arch, ModelSpec):
-        arch, args = arch.arch, arch.args
+        args = arch.args
+        arch = arch.arch
     args = dict(args or {})
     if arch not in ARCHITECTURES:
         raise SisrError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")

@@ -109,6 +109,9 @@ class VGG19FeatureExtractor(nn.Module):
     not a network being learnt (the input still receives gradients).
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, layer: str = "vgg54", before_activation: bool = False) -> None:
         super().__init__()
         self.layer = layer

@@ -69,6 +69,7 @@ class WDSR(nn.Module):
         self.normalize = MeanShift(rgb_mean, input_scale)
         out = num_channels * scale * scale
         self.head = nn.Sequential(WeightNormConv2d(num_channels, num_filters, 3))
+        blocks: list[nn.Module]
         if block == "a":
             blocks = [WideBlockA(num_filters, expansion, res_scale) for _ in range(num_blocks)]
         else:

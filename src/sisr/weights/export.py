@@ -99,6 +99,7 @@ def export_onnx(
             )
         except Exception as error:  # the exporter raises its own zoo of types
             raise SisrError(f"ONNX export of {model.name} failed: {type(error).__name__}: {error}") from None
+    assert program is not None  # the dynamo exporter returns the program it built
     for key, value in _sisr_metadata(model).items():
         program.model.metadata_props[key] = value
     with atomic_path(path, overwrite=overwrite) as tmp:

@@ -357,7 +357,7 @@ def _srresnet(layers: list[KerasLayer], source: str) -> ImportedWeights:
         raise mismatch(i + (kinds[i : i + 1] == ["conv"]), "a residual block or the body's conv + batch norm")
     tensors |= _plain_conv(f"body.{num_blocks}", layers[i]) | _batchnorm(f"body.{num_blocks + 1}", layers[i + 1])
     i += 2
-    stages = []
+    stages: list[int] = []
     while kinds[i : i + 2] == ["conv", "prelu"]:
         stage = _stage_scale(layers[i], filters)
         if stage is None:
