@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sisr import create_model
 from sisr.inference import prepare_model
-from sisr.inference.precision import fold_weight_norm
-from sisr.models import create_model
+from sisr.models.common import fold_weight_norm
 
 
 def best(function: Callable[[], object], repeat: int) -> float:
@@ -96,9 +96,9 @@ class _BlockedWideBlock(nn.Module):
 def blocked_layout(size: int, repeat: int) -> None:
     torch.manual_seed(0)
     model = create_model("wdsr-b-32-x4").eval()
-    plain_blocks = [m for m in fold_weight_norm(model).modules() if type(m).__name__ == "WideBlockB"]
+    plain_blocks = [m for m in fold_weight_norm(model.network).modules() if type(m).__name__ == "WideBlockB"]
     blocked = [_BlockedWideBlock(block) for block in plain_blocks]
-    fused = [m for m in prepare_model(model, "fp32", "cpu").modules() if type(m).__name__ == "FusedWideBlockB"]
+    fused = [m for m in prepare_model(model, "fp32", "cpu").network.modules() if type(m).__name__ == "FusedWideBlockB"]
     x = torch.randn(1, 32, size, size)
 
     def run_fused() -> torch.Tensor:
@@ -139,7 +139,7 @@ def _banded_block(block: nn.Module, x: torch.Tensor, rows: int) -> torch.Tensor:
 def banded_blocks(size: int, repeat: int) -> None:
     torch.manual_seed(0)
     model = create_model("wdsr-b-32-x4").eval()
-    fused = [m for m in prepare_model(model, "fp32", "cpu").modules() if type(m).__name__ == "FusedWideBlockB"]
+    fused = [m for m in prepare_model(model, "fp32", "cpu").network.modules() if type(m).__name__ == "FusedWideBlockB"]
     x = torch.randn(1, 32, size, size).contiguous(memory_format=torch.channels_last)
 
     def run(rows: int | None) -> torch.Tensor:

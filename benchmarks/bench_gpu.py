@@ -14,8 +14,8 @@ Speed, per network and LR size (x4, a random RGB uint8 image):
   row's `tf32` field records).
 Rows: PyTorch eager (NCHW as built, weight norm recomputed), sisr fp32 / bf16 /
 fp16 (`prepare_model`: weight norm folded, channels-last, autocast), with
---pageable the same with results copied to pageable host memory (the path
-before pinned staging), and with --compile the same three prepared with
+--pageable the same with results copied to pageable host memory
+(`prepare_model(..., pinned_memory=False)`), and with --compile the same three prepared with
 `compile=True` as `sisr upscale --compile` runs them (compiled once per
 shape; the compile time is the row's `setup_seconds`).
 
@@ -47,9 +47,9 @@ import numpy as np
 import torch
 
 from bench_inference import find_shared, load_network, quantize, set5_psnr  # same folder: the CPU benchmark's helpers
+from sisr import SRModel, create_model
+from sisr.inference import prepare_model, upscale
 from sisr.speed import CUDA_PEAK_MATRIX_SIDE, MatmulPeak, count_flops
-from sisr.inference import image_kinds, prepare_model, upscale
-from sisr.models import create_model
 
 SCALE = 4
 NETWORKS = ["edsr-baseline-x4", "wdsr-b-32-x4", "default-x4"]
@@ -113,10 +113,10 @@ def _best(function: Callable[[], Any], repeat: int, device: torch.device) -> flo
     return min(times)
 
 
-def runners(model: torch.nn.Module, implementation: str, precision: str, device: torch.device):
+def runners(model: SRModel, implementation: str, precision: str, device: torch.device):
     """(network on a device tensor, uint8 image -> uint8 image) for one row."""
     if implementation == "eager":
-        plain = model.to(device)
+        plain = model.network.to(device)
         autocast = torch.autocast(device.type, dtype=DTYPES[precision], enabled=precision != "fp32")
 
         def network(x: torch.Tensor) -> torch.Tensor:
@@ -129,21 +129,21 @@ def runners(model: torch.nn.Module, implementation: str, precision: str, device:
 
         return network, image_run
     # "compile": prepare_model(compile=True), the path `sisr upscale --compile` takes;
-    # "sisr-pageable": results copied to ordinary host memory (the path before pinned staging).
-    prepared = prepare_model(model, precision, device, compile=implementation == "compile")
-    settings = prepared.sisr_inference
-    pinned = implementation != "sisr-pageable"
+    # "sisr-pageable": results copied to ordinary host memory (pinned_memory=False).
+    prepared = prepare_model(
+        model,
+        precision,
+        device,
+        compile=implementation == "compile",
+        pinned_memory=implementation != "sisr-pageable",
+    )
 
     def network(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), settings.autocast():
-            return prepared(settings.to_input(x))
+        with torch.inference_mode(), prepared.autocast():
+            return prepared.network(prepared.to_input(x))
 
     def image_run(image: np.ndarray) -> np.ndarray:
-        image_kinds.PINNED_STAGING = pinned
-        try:
-            return upscale(prepared, image, precision=precision, device=device)
-        finally:
-            image_kinds.PINNED_STAGING = True
+        return upscale(prepared, image, precision=precision, device=device)
 
     return network, image_run
 
@@ -185,7 +185,7 @@ def transfer_check(device: torch.device, side: int = 4096, repeat: int = 5) -> l
     return results
 
 
-def measure_row(row: Row, model: torch.nn.Module, device: torch.device, repeat: int, peaks: Peaks) -> None:
+def measure_row(row: Row, model: SRModel, device: torch.device, repeat: int, peaks: Peaks) -> None:
     image = np.random.default_rng(0).integers(0, 256, (row.size, row.size, 3), dtype=np.uint8)
     x = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float().div_(255)
     started = time.perf_counter()
@@ -206,7 +206,7 @@ def measure_row(row: Row, model: torch.nn.Module, device: torch.device, repeat: 
     row.fraction_of_peak = round(row.flops / row.network_seconds / peaks.meters[row.peak_dtype].best, 4)
 
 
-def tiling_check(model: torch.nn.Module, precision: str, device: torch.device) -> dict[str, Any]:
+def tiling_check(model: SRModel, precision: str, device: torch.device) -> dict[str, Any]:
     """Tiles of 48 against the whole image, on a photo-like image (smooth + noise), in one precision."""
     rng = np.random.default_rng(1)
     ramp = np.linspace(0, 255, 200)[None, :, None] * np.ones((150, 1, 3))
@@ -214,11 +214,8 @@ def tiling_check(model: torch.nn.Module, precision: str, device: torch.device) -
     prepared = prepare_model(model, precision, device)
     whole = upscale(prepared, image, precision=precision, device=device).astype(int)
     tiled = upscale(prepared, image, tile=48, precision=precision, device=device).astype(int)
-    image_kinds.PINNED_STAGING = False
-    try:
-        pageable = upscale(prepared, image, precision=precision, device=device).astype(int)
-    finally:
-        image_kinds.PINNED_STAGING = True
+    pageable_model = prepare_model(model, precision, device, pinned_memory=False)
+    pageable = upscale(pageable_model, image, precision=precision, device=device).astype(int)
     # 16-bit images take the other copy path; against the CPU in fp32, in 8-bit levels
     deep = (image.astype(np.uint16) * 257)[:64, :64]
     on_device = upscale(prepared, deep, precision=precision, device=device).astype(float)
@@ -241,8 +238,8 @@ def overflow_check(device: torch.device) -> dict[str, Any]:
     torch.manual_seed(0)
     model = create_model("edsr-baseline-x2", num_blocks=2).eval()
     with torch.no_grad():
-        model.head[0].weight.mul_(3e4)  # activations far above fp16's range; fp32 holds them
-        model.tail[-1].weight.div_(3e4)
+        model.network.head[0].weight.mul_(3e4)  # activations far above fp16's range; fp32 holds them
+        model.network.tail[-1].weight.div_(3e4)
     image = np.random.default_rng(3).integers(0, 256, (40, 48, 3), dtype=np.uint8)
     records: list[str] = []
     handler = logging.Handler()
@@ -259,7 +256,7 @@ def overflow_check(device: torch.device) -> dict[str, Any]:
     }
 
 
-def memory_check(model: torch.nn.Module, device: torch.device, size: int = 1024) -> list[dict[str, Any]]:
+def memory_check(model: SRModel, device: torch.device, size: int = 1024) -> list[dict[str, Any]]:
     image = np.random.default_rng(2).integers(0, 256, (size, size, 3), dtype=np.uint8)
     prepared = prepare_model(model, "fp16", device)
     results = []
@@ -330,7 +327,7 @@ def main() -> None:
     def run_rows(plan: list[tuple[str, str, str, int]]) -> None:
         for name, impl, precision, size in plan:
             model, weights = models[name]
-            row = Row(name, weights, impl, precision, size, count_flops(model, size, size), tf32)
+            row = Row(name, weights, impl, precision, size, count_flops(model.network, size, size), tf32)
             try:
                 measure_row(row, model, device, args.repeat, peaks)
             except Exception as error:  # one failing row must not lose the others
@@ -367,7 +364,11 @@ def main() -> None:
             continue
         for precision, where in [("fp32", torch.device("cpu"))] + [(p, device) for p in precisions]:
             prepared = prepare_model(model, precision, where)
-            value = set5_psnr(lambda lr: upscale(prepared, lr, precision=precision, device=where), benchmarks)
+
+            def run(lr: np.ndarray, prepared=prepared, precision=precision, where=where) -> np.ndarray:
+                return upscale(prepared, lr, precision=precision, device=where)
+
+            value = set5_psnr(run, benchmarks)
             report["psnr"].append(
                 {"network": name, "precision": precision, "device": str(where), "set5_psnr": round(value, 4)}
             )

@@ -48,10 +48,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from sisr.speed import MatmulPeak, count_flops, cpu_name
+from sisr import SRModel, create_model, load_model
 from sisr.inference import native, prepare_model, upscale
 from sisr.inference.precision import cpu_has_native_bf16
-from sisr.models import build_model, create_model
+from sisr.speed import MatmulPeak, count_flops, cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 SCALE = 4
@@ -59,17 +59,13 @@ NETWORKS = ["edsr-baseline-x4", "wdsr-b-32-x4"]
 OPENCV_MODELS = [("espcn", "ESPCN_x4.pb"), ("fsrcnn", "FSRCNN_x4.pb"), ("lapsrn", "LapSRN_x4.pb")]
 
 
-def load_network(name: str, shared: Path | None) -> tuple[torch.nn.Module, str]:
-    """A network and where its weights come from (random weights time the same as trained ones)."""
+def load_network(name: str, shared: Path | None) -> tuple[SRModel, str]:
+    """A model and where its weights come from (random weights time the same as trained ones)."""
     keras = shared / "weights" / "keras" / "wdsr-b-32-x4.h5" if shared else None
     if name == "wdsr-b-32-x4" and keras is not None and keras.is_file():
-        from sisr.weights import load_foreign
-
-        return load_foreign(keras).eval(), "Keras reference weights"
+        return load_model(keras).eval(), "Keras reference weights"
     if name.startswith("default-"):
-        from sisr.weights import resolve_model
-
-        return resolve_model(name).eval(), "bundled weights"
+        return load_model(name).eval(), "bundled weights"
     return create_model(name).eval(), "random weights"
 
 
@@ -107,28 +103,23 @@ def as_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
 
 
-def sisr_row(network: str, label: str, model: torch.nn.Module, flops: int, **options: Any) -> Row:
+def sisr_row(network: str, label: str, model: SRModel, flops: int, **options: Any) -> Row:
     precision = options.pop("precision", "fp32")
     fuse = options.pop("fuse", True)
-    prepared = prepare_model(model, precision, "cpu", fuse=fuse)
+    native_kernels = options.pop("native_kernels", None)
+    prepared = prepare_model(model, precision, "cpu", fuse=fuse, native_kernels=native_kernels)
     return Row(
         network, label, lambda image: upscale(prepared, image, precision=precision, device="cpu", **options), flops
     )
 
 
-def without_native_row(network: str, model: torch.nn.Module, flops: int) -> Row:
+def without_native_row(network: str, model: SRModel, flops: int) -> Row:
     """The fast path with PyTorch's layers where sisr's compiled kernels would run: what they gain."""
-    inner = sisr_row(network, "", model, flops)
-
-    def run(image: np.ndarray) -> np.ndarray:
-        with native.suspended():
-            return inner.run(image)
-
-    return Row(network, "sisr without its native kernels", run, flops)
+    return sisr_row(network, "sisr without its native kernels", model, flops, native_kernels=False)
 
 
-def eager_row(network: str, model: torch.nn.Module, flops: int) -> Row:
-    plain = model.eval()
+def eager_row(network: str, model: SRModel, flops: int) -> Row:
+    plain = model.network.eval()
 
     def run(image: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -137,14 +128,12 @@ def eager_row(network: str, model: torch.nn.Module, flops: int) -> Row:
     return Row(network, "PyTorch eager (NCHW, no folding)", run, flops)
 
 
-def compile_row(network: str, model: torch.nn.Module, flops: int, probe: np.ndarray) -> Row:
-    prepared = prepare_model(model, "fp32", "cpu", fuse=False)
-    compiled = torch.compile(prepared)
+def compile_row(network: str, model: SRModel, flops: int, probe: np.ndarray) -> Row:
+    # compile=True leaves the fused blocks out: torch.compile sees the network's own modules.
+    compiled = prepare_model(model, "fp32", "cpu", compile=True)
 
     def run(image: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            x = as_tensor(image).contiguous(memory_format=torch.channels_last)
-            return quantize(compiled(x))
+        return quantize(compiled(as_tensor(image)))  # channels-last, inference mode: the prepared model's own
 
     started = time.perf_counter()
     run(probe)  # compiles for this input shape
@@ -153,7 +142,7 @@ def compile_row(network: str, model: torch.nn.Module, flops: int, probe: np.ndar
     return row
 
 
-def onnx_row(network: str, model: torch.nn.Module, flops: int, folder: Path, threads: int) -> Row | None:
+def onnx_row(network: str, model: SRModel, flops: int, folder: Path, threads: int) -> Row | None:
     try:
         import onnxruntime as ort
 
@@ -180,7 +169,7 @@ def opencv_rows(shared: Path | None) -> tuple[list[Row], str]:
     try:
         import cv2
 
-        cv2.dnn_superres.DnnSuperResImpl_create
+        create = cv2.dnn_superres.DnnSuperResImpl_create
     except (ImportError, AttributeError):
         return [], "OpenCV dnn_superres not available (pip install opencv-contrib-python-headless)"
     if shared is None:
@@ -190,7 +179,7 @@ def opencv_rows(shared: Path | None) -> tuple[list[Row], str]:
         path = shared / "weights" / "opencv" / filename
         if not path.is_file():
             continue
-        sr = cv2.dnn_superres.DnnSuperResImpl_create()
+        sr = create()
         sr.readModel(str(path))
         sr.setModel(name, SCALE)
 
@@ -220,7 +209,7 @@ def build_rows(
     rows: list[Row] = []
     for network in args.networks:
         model, weights = load_network(network, shared)
-        flops = count_flops(model, args.size, args.size)
+        flops = count_flops(model.network, args.size, args.size)
         notes.append(f"{network}: {weights}, {flops / 1e9:.1f} GFLOP per {args.size}x{args.size} image")
         network_rows = [sisr_row(network, "sisr (automatic fast path)", model, flops)]
         if native.library() is not None:
@@ -245,7 +234,7 @@ def build_rows(
     rows += more
     if note:
         notes.append(note)
-    bicubic = sisr_row("bicubic", "sisr MATLAB bicubic", build_model("bicubic", {"scale": SCALE}), 0)
+    bicubic = sisr_row("bicubic", "sisr MATLAB bicubic", load_model("bicubic", scale=SCALE), 0)
     bicubic.trained = True
     rows.append(bicubic)
     return rows, notes
@@ -287,7 +276,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         rows, notes = build_rows(args, shared, Path(folder), image)
         peak = MatmulPeak(torch.device("cpu"), torch.float32)
-        # bf16 rows against the bf16 peak where the CPU has bf16 instructions (emulated, a 2048^2 product takes 13 s)
+        # bf16 rows against the bf16 peak only where the CPU has bf16 instructions (emulated, one product takes seconds)
         bf16_peak = MatmulPeak(torch.device("cpu"), torch.bfloat16) if args.bf16 and cpu_has_native_bf16() else None
         load_before = os.getloadavg()
         measure(rows, image, args.repeat, [peak] + ([bf16_peak] if bf16_peak else []))

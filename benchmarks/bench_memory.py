@@ -17,7 +17,7 @@ cost. Cases:
 
 The default network is EDSR-baseline x4 cut to 1 block of 16 filters, so the
 large cases finish in minutes on a laptop CPU (the real one does 64 TFLOP for
-a 4000^2 input: about ten minutes at 170 GFLOP/s with tile overlap); its
+a 4000^2 input, plus the tiles' overlap); its
 per-tile memory is smaller than the real network's (16 channels, not 64).
 --model edsr-baseline-x4 measures the real one.
 """
@@ -50,12 +50,12 @@ def peak_mb() -> float:
 
 
 def build(model_name: str):
-    from sisr.models import build_model, create_model
+    from sisr import create_model, load_model
 
     if model_name == "small":
         return create_model("edsr-baseline-x4", num_blocks=1, num_filters=16)
     if model_name == "bicubic":
-        return build_model("bicubic", {"scale": 4})
+        return load_model("bicubic", scale=4)
     return create_model(model_name)
 
 

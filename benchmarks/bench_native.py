@@ -14,7 +14,7 @@ fp32 `torch.mm` peak measured between the rounds:
 * whole networks on a size x size input (the network's forward, not a whole
   `upscale` call): wdsr-b-32-x4, the bundled default-x4 (a WDSR-B) and
   edsr-baseline-x4 with their native kernels and with PyTorch's layers in
-  their place (`sisr.inference.native.suspended`).
+  their place (prepared with `native_kernels=False`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from sisr.speed import MatmulPeak, count_flops, cpu_name, load_model
+from sisr import SRModel
 from sisr.inference import native, prepare_model
 from sisr.inference.fast import FusedWideBlockB
+from sisr.speed import MatmulPeak, bench_model, count_flops, cpu_name
 
 
 def interleaved(forms: dict[str, Callable[[], object]], repeat: int, peak: MatmulPeak) -> dict[str, float]:
@@ -50,12 +51,10 @@ def interleaved(forms: dict[str, Callable[[], object]], repeat: int, peak: Matmu
     return {name: min(values) for name, values in times.items()}
 
 
-def suspended(form: Callable[[], object]) -> Callable[[], object]:
-    def run() -> object:
-        with native.suspended():
-            return form()
-
-    return run
+def first_wide_block(model: SRModel, native_kernels: bool) -> FusedWideBlockB:
+    """The first fused WDSR-B block of `model` prepared for the CPU, with or without the native kernels."""
+    network = prepare_model(model, "fp32", "cpu", native_kernels=native_kernels).network
+    return next(m for m in network.modules() if isinstance(m, FusedWideBlockB))
 
 
 def main() -> int:
@@ -86,15 +85,12 @@ def main() -> int:
             )
 
     size = args.size
-    block = next(
-        m
-        for m in prepare_model(load_model("wdsr-b-32-x4")[0], "fp32", "cpu").modules()
-        if isinstance(m, FusedWideBlockB)
-    )
+    wdsr = bench_model("wdsr-b-32-x4")
+    block, blas_block = first_wide_block(wdsr, True), first_wide_block(wdsr, False)
     x = torch.randn(1, 32, size, size).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        difference = (block.low_rank(x) - suspended(lambda: block.low_rank(x))()).abs().max().item()
-    pair = {"native": lambda: block.low_rank(x), "BLAS products": suspended(lambda: block.low_rank(x))}
+        difference = (block.low_rank(x) - blas_block.low_rank(x)).abs().max().item()
+    pair = {"native": lambda: block.low_rank(x), "BLAS products": lambda: blas_block.low_rank(x)}
     record(
         f"WDSR-B 1x1 pair, {size}x{size}",
         2 * size * size * (32 * 192 + 192 * 25),
@@ -125,14 +121,18 @@ def main() -> int:
 
     image = torch.rand(1, 3, size, size).contiguous(memory_format=torch.channels_last)
     for name in ("wdsr-b-32-x4", "default-x4", "edsr-baseline-x4"):
-        model = load_model(name)[0]
-        prepared = prepare_model(model, "fp32", "cpu")
+        model = bench_model(name)
+        with_native = prepare_model(model, "fp32", "cpu", native_kernels=True)
+        without = prepare_model(model, "fp32", "cpu", native_kernels=False)
         with torch.inference_mode():
-            difference = (prepared(image) - suspended(lambda: prepared(image))()).abs().max().item()
-        forms = {"native": lambda: prepared(image), "PyTorch layers": suspended(lambda: prepared(image))}
+            difference = (with_native(image) - without(image)).abs().max().item()
+        forms = {
+            "native": lambda with_native=with_native: with_native(image),
+            "PyTorch layers": lambda without=without: without(image),
+        }
         record(
             f"{name} network, {size}x{size}",
-            count_flops(model, size, size),
+            count_flops(model.network, size, size),
             interleaved(forms, max(3, args.repeat // 3), peak),
             difference,
         )

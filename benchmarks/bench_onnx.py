@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from sisr.models import create_model
+from sisr import create_model
 from sisr.weights.export import export_onnx
 
 PRESETS = ["edsr-baseline-x4", "wdsr-b-32-x4"]
@@ -55,9 +55,9 @@ def main() -> None:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             feed = {"lr": x.numpy()}
             with torch.inference_mode():
-                sisr_time = median_seconds(lambda: model(x), args.repeats)
+                sisr_time = median_seconds(lambda model=model: model(x), args.repeats)
                 difference = float((model(x) - torch.from_numpy(session.run(None, feed)[0])).abs().max())
-            ort_time = median_seconds(lambda: session.run(None, feed), args.repeats)
+            ort_time = median_seconds(lambda session=session, feed=feed: session.run(None, feed), args.repeats)
             print(
                 f"{name:<18} {sisr_time * 1e3:>10.1f} {ort_time * 1e3:>17.1f} {sisr_time / ort_time:>6.2f} "
                 f"{difference:>11.2e}"

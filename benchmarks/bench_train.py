@@ -32,8 +32,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from sisr import count_parameters, create_model
 from sisr.data.training import PatchSamples, TrainingImages, patch_loader
-from sisr.models import count_parameters, create_model
 
 PRESETS = ["edsr-baseline-x4", "wdsr-b-32-x4"]
 
@@ -81,8 +81,8 @@ def conv_multiply_adds(model: nn.Module, lr: torch.Tensor) -> int:
 
 
 def bench_network(preset: str, batch: int, hr_patch: int, repeats: int) -> dict:
-    model = create_model(preset)
-    scale = model.scale
+    sr_model = create_model(preset)
+    model, scale = sr_model.network, sr_model.scale  # trained as a plain module, as sisr train does
     generator = torch.Generator().manual_seed(0)
     lr = torch.rand(batch, 3, hr_patch // scale, hr_patch // scale, generator=generator)
     hr = torch.rand(batch, 3, hr_patch, hr_patch, generator=generator)

@@ -11,8 +11,8 @@ whole block; plus the two matrix products of one chunk alone (the reduce also
 padded to 32 outputs, counted at its useful FLOPs, to see if the padding pays). Each row gives
 its FLOPs (2 x multiply-adds) over its seconds as a fraction of the fp32
 `torch.mm` peak measured between the rows. The 32 blocks of the network are
-this block 32 times; the rows show which part held wdsr-b-32-x4 below 80 %
-of the peak before the native kernel (the pair as BLAS products).
+this block 32 times, so the rows show which part limits the whole network
+(the figures, run by run, are in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 import sisr.inference.fast as fast
-from sisr.speed import MatmulPeak, cpu_name
 from sisr.inference import native
+from sisr.speed import MatmulPeak, cpu_name
 
 FEATURES, WIDE, NARROW = 32, 192, 25  # wdsr-b-32-x4's block
 
@@ -58,12 +58,13 @@ def main() -> None:
 
     expand, reduce = nn.Conv2d(FEATURES, WIDE, 1), nn.Conv2d(WIDE, NARROW, 1)
     conv = nn.Conv2d(NARROW, FEATURES, 3, padding=1)
-    block = fast.FusedWideBlockB(expand, reduce, conv, 1.0).eval()
+    block = fast.FusedWideBlockB(expand, reduce, conv, 1.0).eval()  # BLAS products
+    native_block = fast.FusedWideBlockB(expand, reduce, conv, 1.0, native_kernel=True).eval()
     x = torch.randn(1, FEATURES, args.size, args.size).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         low = block.low_rank(x)
     pixels = args.size * args.size
-    chunk = min(fast.PIXELS_PER_CHUNK * args.threads, pixels)
+    chunk = min(block.pixels_per_chunk * args.threads, pixels)
     pair_flops = 2 * pixels * (FEATURES * WIDE + WIDE * NARROW)
     conv_flops = 2 * pixels * NARROW * FEATURES * 9
     a, hidden = torch.randn(chunk, FEATURES), torch.randn(chunk, WIDE)
@@ -79,14 +80,14 @@ def main() -> None:
             {"part": name, "ms": seconds * 1e3, "gflops_per_s": gflops, "fraction_of_peak": gflops / peak_gflops}
         )
 
-    if native.library() is not None:
-        row("1x1 pair, sisr's native kernel", lambda: block.low_rank(x), pair_flops)
-    original = fast.PIXELS_PER_CHUNK
+    has_native = native.library() is not None
+    if has_native:
+        row("1x1 pair, sisr's native kernel", lambda: native_block.low_rank(x), pair_flops)
+    original = block.pixels_per_chunk
     for per_thread in (1024, 2048, 4096, 8192):
-        fast.PIXELS_PER_CHUNK = per_thread
-        with native.suspended():
-            row(f"1x1 pair, BLAS products, {per_thread} px/thread", lambda: block.low_rank(x), pair_flops)
-    fast.PIXELS_PER_CHUNK = original
+        block.pixels_per_chunk = per_thread
+        row(f"1x1 pair, BLAS products, {per_thread} px/thread", lambda: block.low_rank(x), pair_flops)
+    block.pixels_per_chunk = original
     row(f"expand product alone ({chunk} px)", lambda: torch.mm(a, block.expand_matrix), 2 * chunk * FEATURES * WIDE)
     narrow_matrix = reduce.weight.detach().flatten(1)  # 25 x 192
     row(
@@ -105,7 +106,8 @@ def main() -> None:
         2 * chunk * WIDE * NARROW,
     )
     row("3x3 conv 25 -> 32", lambda: conv(low), conv_flops)
-    row("whole block", lambda: block(x), pair_flops + conv_flops)
+    whole = native_block if has_native else block  # as sisr's fast path runs it
+    row("whole block", lambda: whole(x), pair_flops + conv_flops)
 
     peak_gflops = peak.best / 1e9
     print(

@@ -10,7 +10,7 @@ grouped by input shape (on CUDA, by GPU time too). `--upscale` profiles a
 whole `sisr.upscale` call on a random uint8 image instead of the network on
 a float tensor, so the host-side work (conversions, copies to and from the
 device, assembling the output) shows as well. The source of the per-operator
-figures in the README and in sisr/inference/fast.py.
+figures in docs/benchmarks.md and in sisr/inference/fast.py.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from sisr.speed import cpu_name, load_model
 from sisr.inference import prepare_model, upscale
+from sisr.speed import bench_model, cpu_name
 
 
 def main() -> None:
@@ -38,19 +38,18 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    model, label = load_model(args.model)
+    model = bench_model(args.model)
     device = torch.device(args.device)
     prepared = prepare_model(model.eval(), args.precision, device, fuse=not args.no_fuse)
-    settings = prepared.sisr_inference
     image = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
-    x = settings.to_input(torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255))
+    x = prepared.to_input(torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255))
 
     def call() -> None:
         if args.upscale:
             upscale(prepared, image, precision=args.precision, device=device)
         else:
-            with torch.inference_mode(), settings.autocast():
-                prepared(x)
+            with torch.inference_mode(), prepared.autocast():
+                prepared.network(x)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
@@ -61,8 +60,8 @@ def main() -> None:
         call()
     machine = cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device)
     print(
-        f"{label} {args.size}x{args.size}, {args.precision} on {machine} ({torch.get_num_threads()} threads), "
-        f"fused {settings.fused}, {'whole upscale call' if args.upscale else 'network only'}; "
+        f"{model.name} {args.size}x{args.size}, {args.precision} on {machine} ({torch.get_num_threads()} threads), "
+        f"fused {prepared.fused}, {'whole upscale call' if args.upscale else 'network only'}; "
         f"torch {torch.__version__}; {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}"
     )
     averages = profiler.key_averages(group_by_input_shape=True)

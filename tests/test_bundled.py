@@ -13,9 +13,9 @@ import sisr
 from sisr import SisrError
 from sisr.image_io import read_image, write_image
 from sisr.imaging import bicubic_downgrade, matlab_imresize, psnr
-from sisr.models import count_parameters, create_model
+from sisr.models import count_parameters, preset_spec
 from sisr.weights import read_weight_file
-from sisr.weights.bundled import BUNDLED, default_model_name
+from sisr.weights.bundled import BUNDLED, BUNDLED_LICENCE, default_model_name
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SCALES = [2, 3, 4]
@@ -35,13 +35,14 @@ def test_each_bundled_network_ships_small_in_fp16_and_loads_as_its_preset(scale)
     entry = BUNDLED[f"default-x{scale}"]
     assert entry.path.is_file(), f"{entry.path} is missing from the package"
     assert entry.path.stat().st_size < 1_000_000  # the package stays small
-    spec, tensors, metadata = read_weight_file(entry.path)
+    spec, tensors, _ = read_weight_file(entry.path)
     assert {tensor.dtype for tensor in tensors.values()} == {torch.float16}
-    assert spec["args"]["scale"] == scale
-    model = sisr.resolve_model(entry.name, scale)
-    assert model.scale == scale and not model.training
-    assert all(p.dtype == torch.float32 for p in model.parameters())
-    assert count_parameters(model) == count_parameters(create_model(entry.preset))
+    assert spec.scale == scale
+    model = sisr.load_model(entry.name, scale=scale)
+    assert model.scale == scale and not model.network.training
+    assert all(p.dtype == torch.float32 for p in model.network.parameters())
+    assert count_parameters(model.network) == count_parameters(sisr.create_model(entry.preset).network)
+    assert model.spec == spec == preset_spec(entry.preset)
     assert Path(README.parent / entry.config).is_file()  # the config that made it is in the repository
 
 
@@ -50,9 +51,25 @@ def test_the_default_is_x4_and_other_scales_are_refused_clearly():
     with pytest.raises(SisrError, match=r"no default network for x8 \(sisr ships x2, x3, x4\)"):
         default_model_name(8)
     with pytest.raises(SisrError, match="the network upscales x2, but x4 was asked for"):
-        sisr.resolve_model("default-x2", 4)
+        sisr.load_model("default-x2", scale=4)
     with pytest.raises(SisrError, match=r"did you mean default-x"):
-        sisr.resolve_model("default-x5")
+        sisr.load_model("default-x5")
+
+
+def test_load_model_describes_the_bundled_default():
+    entry = BUNDLED["default-x4"]
+    model = sisr.load_model("default-x4")
+    assert isinstance(model, sisr.SRModel)
+    info = model.info
+    assert (info.name, info.source, info.scale, info.path) == ("default-x4", "bundled", 4, entry.path)
+    assert info.licence == BUNDLED_LICENCE and info.licence.startswith("MIT")
+    assert info.spec == preset_spec(entry.preset) and info.arch == "wdsr"
+    assert info.metadata["source"] == "sisr train"
+    assert info.receptive_field is not None and info.receptive_field > 0
+    assert info.summary() == "default-x4 (wdsr, x4)"
+    prepared = model.prepare("fp32", "cpu")
+    assert (prepared.precision, prepared.device, prepared.info) == ("fp32", torch.device("cpu"), info)
+    assert prepared.describe().startswith("default-x4 (wdsr, x4) in fp32 on cpu")
 
 
 @pytest.mark.parametrize("scale", SCALES)
@@ -76,7 +93,7 @@ def test_bundled_network_beats_bicubic_on_the_matlab_made_benchmark_image(benchm
     hr = read_image(benchmarks_dir / "Set5" / "HR" / "butterfly.png")
     lr = read_image(benchmarks_dir / "Set5" / "LR_bicubic" / f"X{scale}" / "butterfly.png")
     hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
-    sr = sisr.upscale(sisr.resolve_model(f"default-x{scale}", scale), lr)
+    sr = sisr.upscale(sisr.load_model(f"default-x{scale}", scale=scale), lr)
     gain = y_psnr(sr, hr, scale) - y_psnr(bicubic(lr, scale), hr, scale)
     assert gain > MIN_GAIN[scale], f"default-x{scale}: {gain:.2f} dB over bicubic on butterfly"
 

@@ -138,6 +138,49 @@ def test_bicubic_with_a_scale_tiled(capsys, tmp_path):
     assert np.abs(result.astype(int) - expected).max() <= 1
 
 
+def test_without_output_a_png_beside_the_input_and_one_line_on_what_ran(capsys, caplog, tmp_path, weights):
+    source = tmp_path / "photo.jpg"
+    write_image(source, photo())
+    status, err = run_cli(capsys, source, "--model", weights, "--precision", "fp32", "--device", "cpu")
+    assert status == 0, err
+    target = tmp_path / "photo-x2.png"
+    with Image.open(target) as image:
+        assert image.format == "PNG" and image.size == (30, 24)
+    assert caplog.messages == [  # on stderr outside pytest
+        f"upscaling {source} with tiny-x2.safetensors (edsr, x2) in fp32 on cpu",
+        f"wrote {target} (30x24)",
+    ]
+
+
+def test_without_output_several_inputs_each_beside_its_own(capsys, tmp_path, weights):
+    first, second = tmp_path / "a" / "one.png", tmp_path / "b" / "two.webp"
+    write_image(first, photo())
+    write_image(second, photo(8, 10))
+    status, err = run_cli(capsys, first, second, "--model", weights)
+    assert status == 0, err
+    assert read_image(tmp_path / "a" / "one-x2.png").shape == (24, 30, 3)
+    assert read_image(tmp_path / "b" / "two-x2.png").shape == (16, 20, 3)
+
+
+def test_several_inputs_and_an_image_file_as_output_is_one_error(capsys, tmp_path, weights):
+    first, second = tmp_path / "one.png", tmp_path / "two.png"
+    write_image(first, photo())
+    write_image(second, photo())
+    status, err = run_cli(capsys, first, second, "-o", tmp_path / "out.png", "--model", weights)
+    assert status == 1
+    assert_one_error_line(err, "out.png: names an image file, but 2 inputs need an output folder")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_an_option_given_twice_is_refused_before_any_work(capsys, tmp_path, weights):
+    source = tmp_path / "photo.png"
+    write_image(source, photo())
+    with pytest.raises(SystemExit):
+        main(["upscale", str(source), "--model", str(weights), "--model", "bicubic"])
+    assert "argument --model: given more than once" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
 @pytest.mark.slow  # starts a Python process that imports torch
 def test_the_console_script_runs(mixed_folder, tmp_path, weights):
     sisr = shutil.which("sisr")
@@ -162,7 +205,7 @@ def test_the_console_script_runs(mixed_folder, tmp_path, weights):
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "upscaling 2 images x2" in done.stderr
+    assert "upscaling 2 images with tiny-x2.safetensors (edsr, x2) in fp32 on cpu" in done.stderr
     assert f"wrote {out / 'grey-x2.png'} (30x24)" in done.stderr
     assert read_image(out / "rgb-x2.png").shape == (24, 30, 3)
 
@@ -315,12 +358,13 @@ def test_compile_runs_the_same_network_through_torch_compile(tmp_path, capsys):
     weights = tmp_path / "net.safetensors"
     save_model(model, weights)
     compiled = prepare_model(model, "fp32", "cpu", compile=True)
-    assert compiled.sisr_inference.compiled and not compiled.sisr_inference.fused
-    assert type(compiled) is type(model) and receptive_field(compiled) == receptive_field(model)
-    again = prepare_model(compiled, "fp32", "cpu")  # prepared anew: its own forward, not the compiled one
-    own_forward = vars(again).get("forward")  # none, or the fused WDSR's (sisr.inference.fast)
+    assert compiled.compiled and not compiled.fused
+    assert type(compiled.network) is type(model.network)
+    assert receptive_field(compiled.network) == receptive_field(model.network) == compiled.info.receptive_field
+    again = prepare_model(model, "fp32", "cpu")  # prepared anew: its own forward, not the compiled one
+    own_forward = vars(again.network).get("forward")  # none, or the fused WDSR's (sisr.inference.fast)
     assert own_forward is None or own_forward.__func__ is _wdsr_forward
-    assert not again.sisr_inference.compiled
+    assert not again.compiled
 
     folder = tmp_path / "in"
     rng = np.random.default_rng(0)

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from sisr import evaluate
+from sisr import create_model, evaluate
 from sisr.cli import main
 from sisr.errors import SisrError
 from sisr.image_io import read_image, write_image
 from sisr.imaging import matlab_imresize, psnr, ssim
-from sisr.models import create_model
 from sisr.weights import save_model
 
 # The EDSR paper's bicubic baseline (Y channel, border = scale), PSNR and SSIM.
@@ -104,6 +103,16 @@ def test_records_hold_per_image_values_computed_as_the_metrics_do(tmp_path: Path
         assert record["metrics"]["psnr"] == pytest.approx(np.mean([i["psnr"] for i in record["images"]]))
     # A random network is far worse than bicubic: the numbers mean something.
     assert records[1]["metrics"]["psnr"] > records[0]["metrics"]["psnr"] + 5
+
+
+def test_a_model_object_is_scored_as_its_weight_file_is(tmp_path: Path, tiny_model: Path) -> None:
+    from sisr import load_model
+
+    folder = make_folder(tmp_path / "mini", 2, count=1)
+    (by_path,) = evaluate(str(tiny_model), str(folder), 2, metrics=["psnr"])
+    (by_object,) = evaluate(load_model(tiny_model), str(folder), 2, metrics=["psnr"])
+    assert by_object["model"] == by_path["model"] == "tiny-x2"
+    assert by_object["images"] == by_path["images"]
 
 
 def test_rgb_and_crop_options_change_the_measurement(tmp_path: Path) -> None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import pytest
 import torch
 
 from sisr.errors import SisrError
-from sisr.models import build_model
-from sisr.models.common import WeightNormConv2d
-from sisr.weights.export import export_model, export_onnx, export_torchscript, fold_weight_norm
+from sisr.model import SRModel
+from sisr.models import ModelSpec, build_model
+from sisr.models.common import WeightNormConv2d, fold_weight_norm
+from sisr.weights.export import export_model, export_onnx, export_torchscript
 from sisr.weights.native import save_model
 
 # torch 2.13 marks torch.jit.save/load deprecated; TorchScript files still load in C++ and Python.
@@ -94,6 +96,22 @@ def test_torchscript_export_matches_sisr_at_other_sizes(tmp_path, family):
             torch.testing.assert_close(scripted(x), model(x), atol=1e-5, rtol=0)
 
 
+def test_torchscript_export_of_a_model_records_its_spec(tmp_path):
+    arch, args = FAMILIES["edsr"]
+    model = SRModel.from_network(trained_looking(arch, args), spec=ModelSpec(arch, args))
+    extra = {"sisr_scale.txt": "", "sisr_arch.txt": "", "sisr_args.txt": ""}
+    scripted = torch.jit.load(str(export_torchscript(model, tmp_path / "edsr.pt")), _extra_files=extra)
+    recorded = {key: value.decode() if isinstance(value, bytes) else value for key, value in extra.items()}
+    assert recorded == {
+        "sisr_scale.txt": "4",
+        "sisr_arch.txt": "edsr",
+        "sisr_args.txt": json.dumps(args, sort_keys=True),
+    }
+    x = torch.rand(1, 3, 9, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x), atol=1e-5, rtol=0)
+
+
 def test_export_refuses_unknown_suffix_and_existing_files(tmp_path):
     model = trained_looking(*FAMILIES["edsr"])
     with pytest.raises(SisrError, match=r"\.onnx.*\.pt"):
@@ -109,7 +127,7 @@ def test_export_command_writes_torchscript_from_a_weight_file(tmp_path):
     from sisr.cli import export as export_command
 
     model = trained_looking(*FAMILIES["wdsr-a"])
-    save_model(model, tmp_path / "wdsr.safetensors")
+    save_model(model, tmp_path / "wdsr.safetensors", spec=ModelSpec(*FAMILIES["wdsr-a"]))
     parser = argparse.ArgumentParser()
     export_command.register(parser.add_subparsers())
     args = parser.parse_args(["export", str(tmp_path / "wdsr.safetensors"), "-o", str(tmp_path / "wdsr.pt")])

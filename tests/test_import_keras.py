@@ -8,6 +8,7 @@ epsilon), so a wrong transform in the importer cannot cancel against itself.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +17,18 @@ import torch
 from torch.nn import functional as F
 
 from sisr.errors import SisrError
-from sisr.models import build_model
+from sisr.models import ModelSpec, build_model
 from sisr.models.common import DIV2K_RGB_MEAN
+from sisr.weights import load_model
 from sisr.weights.convert import convert, load_foreign
 from sisr.weights.keras import import_keras_h5, pixel_shuffle_order
-from sisr.weights.native import load_model
 
 h5py = pytest.importorskip("h5py", reason="h5py reads Keras weight files: pip install 'sisr[keras]'")
 
 KERAS_BN_EPSILON, TORCH_BN_EPSILON = 1e-3, 1e-5
+
+# A network or an SRModel: both map an NCHW batch to its upscaled batch.
+Network = Callable[[torch.Tensor], torch.Tensor]
 
 
 # --- a Keras save_weights writer ------------------------------------------------------
@@ -219,16 +223,16 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-            if name.endswith("num_batches_tracked") or not tensor.is_floating_point() or name.endswith(".mean"):
+            if name.endswith(("num_batches_tracked", ".mean")) or not tensor.is_floating_point():
                 continue
-            if name.endswith("running_var") or name.endswith("weight_g"):
+            if name.endswith(("running_var", "weight_g")):
                 tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
             else:
                 tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.1)
     return model.eval()
 
 
-def same_output(a: torch.nn.Module, b: torch.nn.Module, size: tuple[int, int] = (11, 13)) -> float:
+def same_output(a: Network, b: Network, size: tuple[int, int] = (11, 13)) -> float:
     x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         return float((a(x) - b(x)).abs().max())
@@ -277,7 +281,8 @@ def test_edsr_round_trip(tmp_path, scale):
     args = {"scale": scale, "num_filters": 8, "num_blocks": 2, "input_scale": 2.0}
     model = randomise(build_model("edsr", args))
     imported = load_foreign(write_edsr(model, tmp_path / "edsr.h5"))
-    assert imported.sisr_spec == {"arch": "edsr", "args": {**args, "res_scale": 1.0}}
+    assert imported.spec == ModelSpec("edsr", {**args, "res_scale": 1.0})
+    assert imported.info.source == "file"
     assert same_output(model, imported) < 1e-5
 
 
@@ -289,17 +294,17 @@ def test_wdsr_round_trip(tmp_path, block, weightnorm):
         args["linear"] = 0.8
     model = randomise(build_model("wdsr", args))
     imported = load_foreign(write_wdsr(model, tmp_path / "wdsr.h5", weightnorm))
-    assert imported.sisr_spec == {"arch": "wdsr", "args": args}
+    assert imported.spec == ModelSpec("wdsr", args)
     assert same_output(model, imported) < 1e-5
     if weightnorm:  # g and v are kept as they are, not only the kernel they make
-        torch.testing.assert_close(imported.tail[0].weight_g, model.tail[0].weight_g)
-        torch.testing.assert_close(imported.body[1].body[0].weight_v, model.body[1].body[0].weight_v)
+        torch.testing.assert_close(imported.network.tail[0].weight_g, model.tail[0].weight_g)
+        torch.testing.assert_close(imported.network.body[1].body[0].weight_v, model.body[1].body[0].weight_v)
 
 
 def test_srresnet_round_trip(tmp_path):
     model = randomise(build_model("srresnet", {"scale": 4, "num_filters": 8, "num_blocks": 2}))
     imported = load_foreign(write_srresnet(model, tmp_path / "srgan.h5"))
-    assert imported.sisr_spec == {"arch": "srresnet", "args": {"scale": 4, "num_filters": 8, "num_blocks": 2}}
+    assert imported.spec == ModelSpec("srresnet", {"scale": 4, "num_filters": 8, "num_blocks": 2})
     assert same_output(model, imported) < 1e-5
 
 
@@ -319,8 +324,8 @@ def test_uninitialized_weightnorm_starts_from_the_norm_of_v(tmp_path):
         handle[f"{name}/{name}/initialized:0"][()] = False
     imported = load_foreign(path)
     v = model.head[0].weight_v
-    torch.testing.assert_close(imported.head[0].weight, v)
-    torch.testing.assert_close(imported.body[0].body[0].weight, model.body[0].body[0].weight)
+    torch.testing.assert_close(imported.network.head[0].weight, v)
+    torch.testing.assert_close(imported.network.body[0].body[0].weight, model.body[0].body[0].weight)
 
 
 # --- against Keras semantics, computed here ----------------------------------------------------
@@ -411,17 +416,16 @@ def test_real_wdsr_b_file_is_read_as_wdsr_b_32_blocks(shared_dir, tmp_path):
     path = _keras_file(shared_dir, "wdsr-b-32-x4.h5")
     converted = convert(path, tmp_path / "wdsr.safetensors")
     model = load_model(converted)
-    assert model.sisr_spec == {
-        "arch": "wdsr",
-        "args": {"scale": 4, "block": "b", "num_filters": 32, "num_blocks": 32, "expansion": 6, "linear": 0.8},
-    }
-    assert model.sisr_metadata["source_file"] == "wdsr-b-32-x4.h5"
-    assert model.sisr_metadata["source_format"].startswith("keras-h5: WDSR-B (weight normalization)")
+    assert model.spec == ModelSpec(
+        "wdsr", {"scale": 4, "block": "b", "num_filters": 32, "num_blocks": 32, "expansion": 6, "linear": 0.8}
+    )
+    assert model.info.metadata["source_file"] == "wdsr-b-32-x4.h5"
+    assert model.info.metadata["source_format"].startswith("keras-h5: WDSR-B (weight normalization)")
     with pytest.raises(SisrError, match="already exists"):
         convert(path, converted)
 
 
-def set5_psnr(model: torch.nn.Module, benchmarks: Path) -> float:
+def set5_psnr(model: Network, benchmarks: Path) -> float:
     from sisr.image_io import read_image
     from sisr.imaging import psnr
 

@@ -11,17 +11,20 @@ from __future__ import annotations
 import argparse
 import collections
 import re
+from collections.abc import Callable
 
 import pytest
 import torch
 from torch.nn import functional as F
 
 from sisr.errors import SisrError
-from sisr.models import build_model
+from sisr.models import ModelSpec, build_model
 from sisr.models.common import DIV2K_RGB_MEAN
-from sisr.weights import resolve_model
+from sisr.weights import load_model
 from sisr.weights.convert import convert, detect_format, load_foreign
-from sisr.weights.native import load_model
+
+# A network or an SRModel: both map an NCHW batch to its upscaled batch.
+Network = Callable[[torch.Tensor], torch.Tensor]
 
 
 def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -32,7 +35,7 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def max_difference(a: torch.nn.Module, b: torch.nn.Module, size: tuple[int, int] = (10, 13)) -> float:
+def max_difference(a: Network, b: Network, size: tuple[int, int] = (10, 13)) -> float:
     x = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         return float((a(x) - b(x)).abs().max())
@@ -58,10 +61,9 @@ def test_official_edsr_round_trip(tmp_path, scale):
     model = randomise(build_model("edsr", {"scale": scale, "num_filters": 8, "num_blocks": 3, "input_scale": 255.0}))
     torch.save(official_edsr_state(model), tmp_path / f"edsr_baseline_x{scale}.pt")
     imported = load_foreign(tmp_path / f"edsr_baseline_x{scale}.pt")
-    assert imported.sisr_spec == {
-        "arch": "edsr",
-        "args": {"scale": scale, "num_filters": 8, "num_blocks": 3, "res_scale": 1.0, "input_scale": 255.0},
-    }
+    assert imported.spec == ModelSpec(
+        "edsr", {"scale": scale, "num_filters": 8, "num_blocks": 3, "res_scale": 1.0, "input_scale": 255.0}
+    )
     assert max_difference(model, imported) < 1e-5
 
 
@@ -79,7 +81,7 @@ def test_official_edsr_rgb_range_1_and_wrapper_prefix(tmp_path):
     state = {f"model.{key}": value for key, value in official_edsr_state(model, rgb_range=1.0).items()}
     torch.save(state, tmp_path / "model_latest.pt")
     imported = load_foreign(tmp_path / "model_latest.pt")
-    assert imported.sisr_spec["args"]["input_scale"] == 1.0
+    assert imported.spec is not None and imported.spec.args["input_scale"] == 1.0
     assert max_difference(model, imported) < 1e-5
 
 
@@ -87,7 +89,7 @@ def test_official_edsr_with_256_filters_gets_the_papers_residual_scaling(tmp_pat
     model = randomise(build_model("edsr", {"scale": 2, "num_filters": 256, "num_blocks": 1, "res_scale": 0.1}))
     torch.save(official_edsr_state(model), tmp_path / "edsr_x2.pt")
     imported = load_foreign(tmp_path / "edsr_x2.pt")
-    assert imported.sisr_spec["args"]["res_scale"] == 0.1
+    assert imported.spec is not None and imported.spec.args["res_scale"] == 0.1
     assert max_difference(model, imported, (6, 6)) < 1e-4
 
 
@@ -130,9 +132,9 @@ def test_basicsr_edsr_prefers_the_ema_weights(tmp_path):
     plain = randomise(build_model("edsr", args), seed=2)
     torch.save({"params": basicsr_edsr_state(plain), "params_ema": basicsr_edsr_state(ema)}, tmp_path / "EDSR_Mx4.pth")
     imported = load_foreign(tmp_path / "EDSR_Mx4.pth")
-    assert imported.sisr_spec == {"arch": "edsr", "args": {**args, "res_scale": 1.0}}
+    assert imported.spec == ModelSpec("edsr", {**args, "res_scale": 1.0})
     assert max_difference(ema, imported) < 1e-5
-    assert "params_ema" in imported.sisr_metadata["source_format"]
+    assert "params_ema" in imported.info.metadata["source_format"]
 
 
 def test_basicsr_edsr_params_only(tmp_path):
@@ -181,7 +183,7 @@ def test_basicsr_msrresnet_matches_basicsr_forward(tmp_path, scale):
 
     imported = load_foreign(tmp_path / "MSRResNet.pth")
     args = {"scale": scale, "num_filters": filters, "num_blocks": 2}
-    assert imported.sisr_spec == {"arch": "msrresnet", "args": args}
+    assert imported.spec == ModelSpec("msrresnet", args)
     x = torch.rand(1, 3, 9, 11, generator=generator)
     with torch.no_grad():
         torch.testing.assert_close(imported(x), basicsr_msrresnet_reference(state, x, scale), atol=1e-5, rtol=0)
@@ -269,10 +271,12 @@ def test_convert_round_trips_exactly_in_float32(tmp_path):
     assert max_difference(model, load_model(tmp_path / "msr.safetensors")) == 0.0
 
 
-def test_resolve_model_converts_foreign_files_in_memory(tmp_path):
+def test_load_model_converts_foreign_files_in_memory(tmp_path):
     model = randomise(build_model("edsr", {"scale": 3, "num_filters": 8, "num_blocks": 1, "input_scale": 255.0}))
     torch.save(official_edsr_state(model), tmp_path / "edsr.pt")
-    resolved = resolve_model(tmp_path / "edsr.pt", scale=3)
-    assert max_difference(model, resolved) < 1e-5
+    loaded = load_model(tmp_path / "edsr.pt", scale=3)
+    assert max_difference(model, loaded) < 1e-5
+    assert loaded.info.source == "file" and loaded.info.path == tmp_path / "edsr.pt"
+    assert loaded.info.metadata["source_format"] == "pytorch: official EDSR-PyTorch"
     with pytest.raises(SisrError, match="x3, but x4"):
-        resolve_model(tmp_path / "edsr.pt", scale=4)
+        load_model(tmp_path / "edsr.pt", scale=4)

@@ -20,7 +20,7 @@ def tiny():
     torch.manual_seed(0)
     model = create_model("edsr-baseline-x2", num_blocks=1, num_filters=8).eval()
     with torch.no_grad():
-        for module in model.modules():
+        for module in model.network.modules():
             if isinstance(module, torch.nn.Conv2d):
                 module.bias.uniform_(-0.05, 0.05)
     return prepare_model(model, "fp32", "cpu")
@@ -93,8 +93,8 @@ def test_large_images_are_tiled_automatically_and_identically(tiny, monkeypatch)
     image = photo(50, 60)
     untiled = upscale(tiny, image, device="cpu")
     calls = []
-    forward = tiny.forward
-    monkeypatch.setattr(tiny, "forward", lambda x: calls.append(x.shape) or forward(x))
+    forward = tiny.network.forward
+    monkeypatch.setattr(tiny.network, "forward", lambda x: calls.append(x.shape) or forward(x))
     monkeypatch.setattr(upscale_module, "WHOLE_IMAGE_PIXELS", 40 * 40)
     monkeypatch.setattr(upscale_module, "AUTO_TILE", 32)
     auto = upscale(tiny, image, device="cpu")
@@ -133,9 +133,9 @@ def test_cli_streams_tiff_when_asked_and_refuses_other_formats(tmp_path, capsys)
     with tifffile.TiffFile(tmp_path / "out.tif") as tiff:
         assert tiff.pages[0].is_tiled
         streamed = tiff.asarray()
-    from sisr.weights import resolve_model
+    from sisr import load_model
 
-    expected = upscale(resolve_model(str(weights)), image, tile=32, device="cpu")
+    expected = upscale(load_model(str(weights)), image, tile=32, device="cpu")
     np.testing.assert_array_equal(streamed, expected)
     status = main(
         [
@@ -201,7 +201,7 @@ def test_cli_streams_large_tiff_outputs_without_being_asked(tmp_path, monkeypatc
 
 def test_cli_self_ensemble_is_the_mean_of_eight_passes(tmp_path):
     from sisr import save_model
-    from sisr.inference.ensemble import SelfEnsemble
+    from sisr.inference.ensemble import self_ensemble
 
     torch.manual_seed(0)
     model = create_model("edsr-baseline-x2", num_blocks=1, num_filters=8)
@@ -224,7 +224,9 @@ def test_cli_self_ensemble_is_the_mean_of_eight_passes(tmp_path):
         )
         == 0
     )
-    expected = upscale(SelfEnsemble(model.eval()), image, device="cpu")
+    ensemble = self_ensemble(model.eval())
+    assert ensemble.name == "edsr-baseline-x2+" and ensemble.info.receptive_field == model.info.receptive_field
+    expected = upscale(ensemble, image, device="cpu")
     plain = upscale(model, image, device="cpu")
     result = read_image(tmp_path / "plus.png")
     np.testing.assert_array_equal(result, expected)

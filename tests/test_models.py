@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from sisr import count_parameters, create_model, list_presets
-from sisr.models import Discriminator, Upsampler, WeightNormConv2d
+from sisr import SisrError, SRModel, build_model, count_parameters, create_model, list_presets
+from sisr.models import Discriminator, ModelSpec, Upsampler, WeightNormConv2d, preset_spec
 from sisr.models.edsr import ResBlock
 
 # Published parameter counts (EDSR paper / official code, WDSR reference code, SRGAN).
@@ -25,11 +25,11 @@ LARGE_EDSR = {"edsr-x2": 40_729_603, "edsr-x3": 43_680_003, "edsr-x4": 43_089_92
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
 def test_parameter_counts_match_the_published_models(name):
-    assert count_parameters(create_model(name)) == PARAMETERS[name]
+    assert count_parameters(create_model(name).network) == PARAMETERS[name]
 
 
 def test_srresnet_counts_batch_norm_statistics_separately():
-    model = create_model("srresnet-x4")
+    model = create_model("srresnet-x4").network
     statistics = sum(v.numel() for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var")))
     # 33 batch norms (2 per block + 1 after the body) of 64 channels, mean and variance each.
     assert statistics == 33 * 64 * 2
@@ -39,7 +39,7 @@ def test_srresnet_counts_batch_norm_statistics_separately():
 @pytest.mark.parametrize("name", sorted(LARGE_EDSR))
 def test_large_edsr_size_and_output_shape(name):
     model = create_model(name).eval()
-    assert count_parameters(model) == LARGE_EDSR[name]
+    assert count_parameters(model.network) == LARGE_EDSR[name]
     scale = int(name[-1])
     with torch.inference_mode():
         output = model(torch.rand(1, 3, 3, 2))
@@ -133,5 +133,37 @@ def test_edsr_residual_scaling_is_applied():
         body = block.body(x)
         torch.testing.assert_close(block(x), x + 0.1 * body)
     large = create_model("edsr-x2", num_blocks=1, num_filters=8)
-    assert large.body[0].res_scale == 0.1
-    assert create_model("edsr-baseline-x2").body[0].res_scale == 1.0
+    assert large.network.body[0].res_scale == 0.1
+    assert create_model("edsr-baseline-x2").network.body[0].res_scale == 1.0
+
+
+# --- the model object -------------------------------------------------------------------------
+
+
+def test_create_model_describes_the_preset_with_its_overrides():
+    model = create_model("wdsr-b-16-x4", num_blocks=2)
+    assert isinstance(model, SRModel) and not isinstance(model, torch.nn.Module)
+    assert (
+        model.spec
+        == preset_spec("wdsr-b-16-x4", num_blocks=2)
+        == ModelSpec(
+            "wdsr", {"scale": 4, "block": "b", "num_filters": 32, "num_blocks": 2, "expansion": 6, "linear": 0.8}
+        )
+    )
+    assert (model.name, model.scale, model.info.source, model.info.path) == ("wdsr-b-16-x4", 4, "preset", None)
+    assert model.info.summary() == "wdsr-b-16-x4 (wdsr, x4)"
+    assert len(model.network.body) == 2
+    assert model.eval() is model and not model.network.training
+    assert model.train() is model and model.network.training
+
+
+def test_build_model_gives_a_plain_network_for_a_spec():
+    spec = preset_spec("edsr-baseline-x2", num_blocks=1)
+    network = build_model(spec)
+    assert isinstance(network, torch.nn.Module) and not hasattr(network, "sisr_spec")
+    assert count_parameters(network) == count_parameters(build_model(spec.arch, spec.args))
+    assert spec.scale == network.scale == 2
+    with pytest.raises(SisrError, match="unknown architecture 'nope'"):
+        build_model("nope", {})
+    with pytest.raises(SisrError, match="unknown model preset 'edsr-basline-x2'.*edsr-baseline-x2"):
+        create_model("edsr-basline-x2")

@@ -128,26 +128,29 @@ def test_pair_rejects_wrong_tensors(kernels) -> None:
 
 
 def test_network_same_with_and_without_kernels(kernels, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sisr import create_model
     from sisr.inference import prepare_model, receptive_field
     from sisr.inference.fast import FoldedWdsrOutput, FusedWideBodyB
-    from sisr.models import create_model
 
     torch.manual_seed(0)
     model = create_model("wdsr-b-16-x2")
     image = torch.rand(1, 3, 37, 29)
     prepared = prepare_model(model, "fp32", "cpu")
-    assert isinstance(prepared.body, FusedWideBodyB)
-    assert isinstance(prepared.folded_output, FoldedWdsrOutput)
-    assert receptive_field(prepared) == receptive_field(model)  # the tiles' overlap is unchanged
+    assert prepared.native_kernels and prepared.fused  # chosen by default where the kernels load
+    assert isinstance(prepared.network.body, FusedWideBodyB)
+    assert isinstance(prepared.network.folded_output, FoldedWdsrOutput)
+    # the tiles' overlap is unchanged
+    assert receptive_field(prepared.network) == receptive_field(model.network) == prepared.info.receptive_field
     calls = []
     original = native.wdsr_pair
     monkeypatch.setattr(native, "wdsr_pair", lambda *args, **kw: calls.append(1) or original(*args, **kw))
-    with torch.inference_mode():
-        fast = prepared(image)
-        assert len(calls) == 16  # every block went through the kernel
-        monkeypatch.setattr(native, "library", lambda: None)
-        torch_path = prepared(image)
-        plain = prepare_model(model, "fp32", "cpu", fuse=False)(image)
+    fast = prepared(image)
+    assert len(calls) == 16  # every block went through the kernel
+    without = prepare_model(model, "fp32", "cpu", native_kernels=False)
+    assert without.fused and not without.native_kernels
+    torch_path = without(image)
+    assert len(calls) == 16  # PyTorch's layers only
+    plain = prepare_model(model, "fp32", "cpu", fuse=False)(image)
     torch.testing.assert_close(fast, torch_path, rtol=0, atol=2e-5)
     torch.testing.assert_close(fast, plain, rtol=0, atol=2e-5)
 
@@ -227,8 +230,8 @@ def test_narrow_conv_applies_only_where_it_can(kernels) -> None:
 
 
 def test_edsr_last_layer_runs_in_the_kernel(kernels, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sisr import create_model
     from sisr.inference import prepare_model
-    from sisr.models import create_model
 
     torch.manual_seed(0)
     model = create_model("edsr-baseline-x2", num_blocks=2)
@@ -236,20 +239,52 @@ def test_edsr_last_layer_runs_in_the_kernel(kernels, monkeypatch: pytest.MonkeyP
     calls = []
     original = native.conv3x3_to3
     monkeypatch.setattr(native, "conv3x3_to3", lambda *args: calls.append(args[0].shape) or original(*args))
-    with torch.inference_mode():
-        fast = prepare_model(model, "fp32", "cpu")(image)
-        plain = prepare_model(model, "fp32", "cpu", fuse=False)(image)
+    fast = prepare_model(model, "fp32", "cpu")(image)
+    plain = prepare_model(model, "fp32", "cpu", fuse=False)(image)
     assert calls and sum(shape[2] - 2 for shape in calls) == 82  # every output row, once
     torch.testing.assert_close(fast, plain, rtol=0, atol=2e-5)
+    calls.clear()
+    without = prepare_model(model, "fp32", "cpu", native_kernels=False)(image)
+    assert not calls  # PyTorch's layers in the kernel's place
+    torch.testing.assert_close(without, plain, rtol=0, atol=2e-5)
 
 
-def test_suspended_runs_pytorch_layers_for_a_while(kernels) -> None:
-    with native.suspended():
-        assert native.library() is None
-        with native.suspended():
-            assert native.library() is None
-        assert native.library() is None  # the outer block still holds
-    assert native.library() is kernels
+def test_a_prepared_model_without_kernels_leaves_the_library_loaded(kernels, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sisr import create_model
+    from sisr.inference import prepare_model
+    from sisr.inference.fast import FusedWideBlockB
+
+    model = create_model("wdsr-b-16-x2", num_blocks=2)
+    without = prepare_model(model, "fp32", "cpu", native_kernels=False)
+    blocks = [m for m in without.network.modules() if isinstance(m, FusedWideBlockB)]
+    assert len(blocks) == 2 and not any(block.native_kernel for block in blocks)
+    assert "native kernels" not in without.describe()
+    assert native.library() is kernels  # a choice of that copy, not a process-wide switch
+    with_kernels = prepare_model(model, "fp32", "cpu")
+    assert all(block.native_kernel for block in with_kernels.network.modules() if isinstance(block, FusedWideBlockB))
+    assert "native kernels" in with_kernels.describe()
+    # A block's own switch: PyTorch's products for that block alone, the same values.
+    block = next(m for m in with_kernels.network.modules() if isinstance(m, FusedWideBlockB))
+    x = torch.rand(1, 32, 9, 7).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        in_kernel = block.low_rank(x)
+        block.native_kernel = False
+        calls = []
+        monkeypatch.setattr(native, "wdsr_pair", lambda *args, **kw: calls.append(1))
+        by_products = block.low_rank(x)
+    assert not calls
+    torch.testing.assert_close(in_kernel, by_products, rtol=0, atol=2e-5)
+
+
+def test_asking_for_kernels_that_are_not_there_is_an_error(fresh_library, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sisr import SisrError, create_model
+    from sisr.inference import prepare_model
+
+    monkeypatch.setenv("SISR_NATIVE_KERNELS", "0")
+    model = create_model("wdsr-b-16-x2", num_blocks=1)
+    with pytest.raises(SisrError, match="native CPU kernels are not available here: SISR_NATIVE_KERNELS=0"):
+        prepare_model(model, "fp32", "cpu", native_kernels=True)
+    assert not prepare_model(model, "fp32", "cpu").native_kernels  # the default falls back quietly
 
 
 @pytest.mark.skipif(not SUPPORTED, reason="needs x86-64 Linux with AVX2/FMA (no AVX-512) and a C compiler")

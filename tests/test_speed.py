@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from sisr import SisrError, create_model
-from sisr.speed import BenchResult, count_flops, format_result, result_dict, run_bench
 from sisr.cli import main
+from sisr.speed import BenchResult, bench_model, count_flops, format_result, result_dict, run_bench
 
 
 def test_flops_of_a_small_convolution_stack_by_hand():
@@ -29,26 +29,26 @@ def test_flops_of_edsr_by_hand():
         + 4 * (4 * 16 * 9)  # second x2 stage at 2x the size: 4x the pixels
         + 16 * (4 * 3 * 9)  # tail at 4x: 16x the pixels
     )
-    assert count_flops(model, 6, 10) == 2 * per_lr_pixel * lr
+    assert count_flops(model.network, 6, 10) == 2 * per_lr_pixel * lr
 
 
 def test_flops_of_wdsr_b_by_hand():
     model = create_model("wdsr-b-16-x2", num_blocks=3)  # 32 filters, expansion 6 (192), low rank 25
     per_pixel = 3 * 32 * 9 + 3 * (32 * 192 + 192 * 25 + 25 * 32 * 9) + 32 * 12 * 9 + 3 * 12 * 25
-    assert count_flops(model, 8, 9) == 2 * per_pixel * 8 * 9
+    assert count_flops(model.network, 8, 9) == 2 * per_pixel * 8 * 9
 
 
 def test_the_count_leaves_the_model_where_it_was():
     model = create_model("wdsr-b-16-x2", num_blocks=1)
-    count_flops(model, 8, 8)
-    assert all(p.device.type == "cpu" for p in model.parameters())
+    count_flops(model.network, 8, 8)
+    assert all(p.device.type == "cpu" for p in model.network.parameters())
 
 
 def test_bench_result_fields_are_consistent():
     result = run_bench("wdsr-b-16-x2", size=12, repeat=2, peak_side=128, device="cpu")
     assert isinstance(result, BenchResult)
     assert result.scale == 2 and result.input_size == [12, 12] and result.output_size == [24, 24]
-    assert result.flops == count_flops(create_model("wdsr-b-16-x2"), 12, 12)
+    assert result.flops == count_flops(create_model("wdsr-b-16-x2").network, 12, 12)
     assert result.seconds > 0 and result.seconds <= result.seconds_median
     assert result.gflops_per_second == pytest.approx(result.flops / result.seconds / 1e9)
     assert result.fraction_of_peak == pytest.approx(result.gflops_per_second / result.matmul_peak_gflops)
@@ -66,6 +66,22 @@ def test_cli_json_has_every_field(capsys):
     for key in ("seconds", "output_megapixels_per_second", "flops", "matmul_peak_gflops", "fraction_of_peak"):
         assert key in record
     assert record["model"] == "bicubic" and record["output_size"] == [30, 30] and record["precision"] == "fp32"
+
+
+def test_bench_model_takes_presets_and_what_load_model_takes():
+    preset = bench_model("wdsr-b-16-x2")
+    assert (preset.name, preset.scale, preset.info.source) == ("wdsr-b-16-x2", 2, "preset")
+    bicubic = bench_model("bicubic", 3)
+    assert (bicubic.name, bicubic.scale, bicubic.info.source) == ("bicubic", 3, "bicubic")
+    bundled = bench_model("default-x2", 2)
+    assert (bundled.name, bundled.info.source) == ("default-x2", "bundled")
+    with pytest.raises(SisrError, match="x2, but --scale 4"):
+        bench_model("wdsr-b-16-x2", 4)
+
+
+def test_bench_accepts_a_model_object():
+    result = run_bench(create_model("edsr-baseline-x2", num_blocks=1, num_filters=8), size=8, repeat=1, peak_side=64)
+    assert result.model == "edsr-baseline-x2" and result.scale == 2 and result.output_size == [16, 16]
 
 
 def test_bad_requests_are_errors(capsys):
@@ -132,7 +148,7 @@ def test_the_gpu_benchmark_script_runs_on_the_cpu_too(tmp_path):
     for row in rows.values():
         assert not row["error"], row["error"]
         assert row["seconds"] > 0 and row["network_seconds"] > 0 and row["fraction_of_peak"] > 0
-        assert row["flops"] == count_flops(create_model("edsr-baseline-x4"), 12, 12)
+        assert row["flops"] == count_flops(create_model("edsr-baseline-x4").network, 12, 12)
     assert set(report["matmul_peak_gflops"]) == {"fp32", "tf32", "bf16", "fp16"}
     assert report["tiling"] == [
         {

@@ -9,8 +9,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sisr import SisrError, create_model, load_model, save_model
-from sisr.models import build_model
+from sisr import SisrError, SRModel, create_model, load_model, save_model
+from sisr.models import ModelSpec, build_model
+from sisr.weights import load_state_dict_strict, load_weight_file, read_weight_file
 
 # One small network of each family, with non-default arguments so that the
 # file must carry them for the rebuilt network to fit.
@@ -19,40 +20,77 @@ FAMILIES = {
     "wdsr-a": lambda: create_model("wdsr-a-16-x2", num_blocks=2),
     "wdsr-b": lambda: create_model("wdsr-b-16-x4", num_blocks=2, expansion=4),
     "srresnet": lambda: create_model("srresnet-x2", num_blocks=2, num_filters=16),
-    "srgan-discriminator": lambda: build_model("srgan-discriminator", {"num_filters": 8}),
 }
+DISCRIMINATOR = ModelSpec("srgan-discriminator", {"num_filters": 8})
 
 
-def _trained_looking(model: torch.nn.Module) -> torch.nn.Module:
+def _trained_looking(network: torch.nn.Module) -> torch.nn.Module:
     """Move every parameter and statistic away from its initial value, as training would."""
     torch.manual_seed(1)
     with torch.no_grad():
-        for tensor in model.state_dict().values():
+        for tensor in network.state_dict().values():
             if tensor.is_floating_point():
                 tensor.add_(torch.randn_like(tensor) * 0.01)
                 if tensor.ndim == 1:
                     tensor.abs_()  # keeps BN variances positive
-    return model.eval()
+    return network.eval()
 
 
-def _probe(model: torch.nn.Module) -> torch.Tensor:
+def _probe(network: torch.nn.Module) -> torch.Tensor:
     torch.manual_seed(2)
-    size = 96 if type(model).__name__ == "Discriminator" else 9
+    size = 96 if type(network).__name__ == "Discriminator" else 9
     with torch.inference_mode():
-        return model(torch.rand(2, 3, size, size))
+        return network(torch.rand(2, 3, size, size))
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_round_trip_gives_identical_outputs(family, tmp_path):
-    model = _trained_looking(FAMILIES[family]())
+    model = FAMILIES[family]()
+    _trained_looking(model.network)
     path = save_model(model, tmp_path / "net.safetensors")
     loaded = load_model(path)
-    assert type(loaded) is type(model)
-    assert not loaded.training
-    assert loaded.sisr_spec == model.sisr_spec
-    for key, value in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[key], value), key
-    assert torch.equal(_probe(loaded), _probe(model))
+    assert type(loaded.network) is type(model.network)
+    assert not loaded.network.training
+    assert loaded.spec == model.spec and loaded.scale == model.scale
+    for key, value in model.network.state_dict().items():
+        assert torch.equal(loaded.network.state_dict()[key], value), key
+    assert torch.equal(_probe(loaded.network), _probe(model.network))
+
+
+def test_a_bare_network_needs_its_spec(tmp_path):
+    network = _trained_looking(build_model("edsr", {"scale": 2, "num_filters": 8, "num_blocks": 1}))
+    with pytest.raises(SisrError, match=r"EDSR: its architecture is unknown.*spec=ModelSpec"):
+        save_model(network, tmp_path / "bare.safetensors")
+    assert not (tmp_path / "bare.safetensors").exists()
+    spec = ModelSpec("edsr", {"scale": 2, "num_filters": 8, "num_blocks": 1})
+    path = save_model(network, tmp_path / "bare.safetensors", spec=spec, metadata={"source": "unit test"})
+    loaded = load_weight_file(path)
+    assert isinstance(loaded, SRModel)
+    info = loaded.info
+    assert (info.spec, info.source, info.path, info.name, info.scale) == (spec, "file", path, "bare.safetensors", 2)
+    assert info.metadata["source"] == "unit test" and info.metadata["arch"] == "edsr"
+    assert info.receptive_field is not None and info.licence is None
+    assert torch.equal(_probe(loaded.network), _probe(network))
+
+
+def test_a_licence_in_the_metadata_is_the_models(tmp_path):
+    model = create_model("edsr-baseline-x2", num_blocks=1)
+    path = save_model(model, tmp_path / "net.safetensors", metadata={"licence": "CC0 (test)"})
+    assert load_model(path).info.licence == "CC0 (test)"
+
+
+def test_a_discriminator_round_trips_but_is_not_an_upscaling_model(tmp_path):
+    network = _trained_looking(build_model(DISCRIMINATOR))
+    path = save_model(network, tmp_path / "discriminator.safetensors", spec=DISCRIMINATOR)
+    spec, tensors, metadata = read_weight_file(path)
+    assert spec == DISCRIMINATOR and spec.scale is None and metadata["arch"] == "srgan-discriminator"
+    rebuilt = build_model(spec)
+    load_state_dict_strict(rebuilt, tensors, str(path))
+    for key, value in network.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[key], value), key
+    assert torch.equal(_probe(rebuilt.eval()), _probe(network))
+    with pytest.raises(SisrError, match="discriminator.safetensors: weights of a srgan-discriminator network, not of"):
+        load_model(path)
 
 
 def test_metadata_records_the_architecture(tmp_path):
@@ -64,19 +102,20 @@ def test_metadata_records_the_architecture(tmp_path):
     assert metadata["arch"] == "wdsr"
     assert metadata["scale"] == "4"
     assert json.loads(metadata["args"])["num_blocks"] == 3
-    assert load_model(path).sisr_metadata["source"] == "unit test"
+    assert load_model(path).info.metadata["source"] == "unit test"
 
 
 def test_fp16_storage_halves_the_file_and_loads_close(tmp_path):
-    model = _trained_looking(create_model("edsr-baseline-x2", num_blocks=2))
+    model = create_model("edsr-baseline-x2", num_blocks=2)
+    _trained_looking(model.network)
     full = save_model(model, tmp_path / "fp32.safetensors")
     half = save_model(model, tmp_path / "fp16.safetensors", dtype=torch.float16)
     assert half.stat().st_size < 0.55 * full.stat().st_size
     loaded = load_model(half)
-    for key, value in loaded.state_dict().items():
+    for key, value in loaded.network.state_dict().items():
         assert value.dtype == torch.float32, key
-        torch.testing.assert_close(value, model.state_dict()[key], rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(_probe(loaded), _probe(model), rtol=0, atol=2e-3)
+        torch.testing.assert_close(value, model.network.state_dict()[key], rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(_probe(loaded.network), _probe(model.network), rtol=0, atol=2e-3)
 
 
 def _tamper(path, out, change):
@@ -117,12 +156,15 @@ def test_a_file_that_is_not_safetensors_is_refused(tmp_path):
     path = tmp_path / "model.safetensors"
     path.write_bytes(b"PK\x03\x04 this is a zip, not a weight file")
     with pytest.raises(SisrError, match="model.safetensors: not a safetensors weight file"):
+        load_weight_file(path)
+    # load_model goes by the first bytes, whatever the suffix: these are a zip's
+    with pytest.raises(SisrError, match="model.safetensors: a damaged zip archive"):
         load_model(path)
 
 
 def test_safetensors_without_sisr_metadata_is_refused(tmp_path):
     path = tmp_path / "foreign.safetensors"
-    save_file(create_model("edsr-baseline-x2", num_blocks=1).state_dict(), str(path))
+    save_file(create_model("edsr-baseline-x2", num_blocks=1).network.state_dict(), str(path))
     with pytest.raises(SisrError, match="foreign.safetensors: a safetensors file without sisr metadata"):
         load_model(path)
 

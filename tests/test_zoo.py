@@ -15,6 +15,7 @@ import io
 import re
 import shutil
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,8 @@ import torch
 from httpserver import closed_port_url, serve_directory
 from sisr.download import recorded_sha256_path
 from sisr.errors import SisrError
-from sisr.models import PRESETS, build_model, count_parameters
-from sisr.weights import resolve_model, zoo
+from sisr.models import PRESETS, ModelSpec, build_model, count_parameters
+from sisr.weights import load_model, zoo
 from sisr.weights.native import read_weight_file
 from sisr.weights.zoo import ZOO, ZooEntry, converted_path, get_pretrained, source_path
 
@@ -37,7 +38,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
+def max_difference(a: Callable[[torch.Tensor], torch.Tensor], b: Callable[[torch.Tensor], torch.Tensor]) -> float:
     x = torch.rand(1, 3, 9, 11, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         return float((a(x) - b(x)).abs().max())
@@ -105,30 +106,30 @@ def register(monkeypatch, **fields) -> ZooEntry:
 
 
 def keras_entry(monkeypatch, url: str, **overrides) -> ZooEntry:
-    fields = dict(
-        name="wdsr-tiny-x2@test",
-        preset="wdsr-b-16-x2",
-        arch="wdsr",
-        args=TINY_WDSR,
-        url=url,
-        member=KERAS_MEMBER,
-        source_format="keras-h5",
-        checksum_note="test: trust on first use",
-    )
+    fields = {
+        "name": "wdsr-tiny-x2@test",
+        "preset": "wdsr-b-16-x2",
+        "arch": "wdsr",
+        "args": TINY_WDSR,
+        "url": url,
+        "member": KERAS_MEMBER,
+        "source_format": "keras-h5",
+        "checksum_note": "test: trust on first use",
+    }
     return register(monkeypatch, **{**fields, **overrides})
 
 
 def torch_entry(monkeypatch, url: str, **overrides) -> ZooEntry:
     prefix = re.search(r"-([0-9a-f]{8})\.pt$", url)
-    fields = dict(
-        name="edsr-tiny-x2@test",
-        preset="edsr-baseline-x2",
-        arch="edsr",
-        args=TINY_EDSR,
-        url=url,
-        source_format="torch",
-        sha256_prefix=prefix.group(1) if prefix else None,
-    )
+    fields = {
+        "name": "edsr-tiny-x2@test",
+        "preset": "edsr-baseline-x2",
+        "arch": "edsr",
+        "args": TINY_EDSR,
+        "url": url,
+        "source_format": "torch",
+        "sha256_prefix": prefix.group(1) if prefix else None,
+    }
     return register(monkeypatch, **{**fields, **overrides})
 
 
@@ -146,20 +147,22 @@ def test_keras_archive_is_downloaded_converted_and_then_loaded_from_the_cache(mo
     source_model, archive = keras_archive
     entry = keras_entry(monkeypatch, server.url(archive.name), sha256=sha256(archive), checksum_note="")
 
-    model = resolve_model(entry.name, scale=2)
+    model = load_model(entry.name, scale=2)
     assert max_difference(source_model, model) < 1e-5
+    assert (model.name, model.info.source, model.info.licence) == (entry.name, "zoo", "MIT (test)")
+    assert model.info.path == converted_path(entry) and model.spec == ModelSpec("wdsr", TINY_WDSR)
     assert converted_path(entry) == cache / "weights" / "wdsr-tiny-x2@test.safetensors"
     spec, _, metadata = read_weight_file(converted_path(entry))
-    assert spec == {"arch": "wdsr", "args": TINY_WDSR}
+    assert spec == ModelSpec("wdsr", TINY_WDSR)
     assert (metadata["zoo_name"], metadata["zoo_url"], metadata["licence"]) == (entry.name, entry.url, "MIT (test)")
     assert metadata["source_file"] == KERAS_MEMBER and metadata["source_sha256"] == sha256(archive)
     assert [path.name for path in (cache / "weights").iterdir()] == [converted_path(entry).name]  # unpacked tree gone
 
-    again = resolve_model(entry.name)
+    again = load_model(entry.name)
     assert len(server.requests) == 1
     assert max_difference(source_model, again) < 1e-5
     with pytest.raises(SisrError, match="x2, but x4"):
-        resolve_model(entry.name, scale=4)
+        load_model(entry.name, scale=4)
 
 
 def test_official_pt_is_checked_against_the_sha256_prefix_in_its_name(monkeypatch, cache, site, official_pt):
@@ -167,12 +170,12 @@ def test_official_pt_is_checked_against_the_sha256_prefix_in_its_name(monkeypatc
     source_model, served = official_pt
     entry = torch_entry(monkeypatch, server.url(served.name))
 
-    model = resolve_model(entry.name)
+    model = load_model(entry.name)
     assert max_difference(source_model, model) < 1e-3  # 0..255 working range: float32 rounding of ~100s
-    assert model.sisr_metadata["zoo_name"] == entry.name
+    assert model.info.metadata["zoo_name"] == entry.name
     # Trust on first use recorded the full digest, which starts with the prefix.
     assert recorded_sha256_path(source_path(entry)).read_text().split()[0] == sha256(served)
-    resolve_model(entry.name)
+    load_model(entry.name)
     assert len(server.requests) == 1
 
 
@@ -180,7 +183,7 @@ def test_checksum_mismatch_is_an_error_and_caches_nothing(monkeypatch, cache, si
     _, server = site
     entry = keras_entry(monkeypatch, server.url(keras_archive[1].name), sha256="0" * 64, checksum_note="")
     with pytest.raises(SisrError, match="checksum mismatch"):
-        resolve_model(entry.name)
+        load_model(entry.name)
     assert nothing_cached(entry)
 
 
@@ -190,7 +193,7 @@ def test_hash_prefix_mismatch_is_an_error_and_caches_nothing(monkeypatch, cache,
     wrong = "0" * 8 if not sha256(served).startswith("0" * 8) else "1" * 8
     entry = torch_entry(monkeypatch, server.url(served.name), sha256_prefix=wrong)
     with pytest.raises(SisrError, match=f"does not start with {wrong}"):
-        resolve_model(entry.name)
+        load_model(entry.name)
     assert nothing_cached(entry)
 
 
@@ -201,7 +204,7 @@ def test_an_interrupted_download_is_resumed(monkeypatch, cache, site, official_p
     half = served.stat().st_size // 2
     server.fail_after_bytes, server.failures = half, 1
 
-    model = resolve_model(entry.name)
+    model = load_model(entry.name)
     assert [request.range for request in server.requests] == [None, f"bytes={half}-"]
     assert max_difference(source_model, model) < 1e-3
 
@@ -210,7 +213,7 @@ def test_offline_error_names_the_url_and_path_and_a_file_put_there_is_used(monke
     source_model, served = official_pt
     entry = torch_entry(monkeypatch, closed_port_url(served.name))
     with pytest.raises(SisrError) as error:
-        resolve_model(entry.name)
+        load_model(entry.name)
     message = str(error.value)
     assert entry.url in message and str(source_path(entry)) in message
     assert entry.sha256_prefix in message
@@ -218,14 +221,14 @@ def test_offline_error_names_the_url_and_path_and_a_file_put_there_is_used(monke
 
     source_path(entry).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(served, source_path(entry))  # what the message asks the user to do
-    assert max_difference(source_model, resolve_model(entry.name)) < 1e-3
+    assert max_difference(source_model, load_model(entry.name)) < 1e-3
 
 
 def test_a_file_of_another_network_is_refused(monkeypatch, cache, site, keras_archive):
     _, server = site
     entry = keras_entry(monkeypatch, server.url(keras_archive[1].name), args={**TINY_WDSR, "num_blocks": 3})
     with pytest.raises(SisrError, match="promises .*num_blocks"):
-        resolve_model(entry.name)
+        load_model(entry.name)
     # Never trusted: the download and its first-use hash are dropped, so a later try starts afresh.
     assert nothing_cached(entry)
 
@@ -234,7 +237,7 @@ def test_an_archive_without_the_member_names_what_it_holds(monkeypatch, cache, s
     _, server = site
     entry = keras_entry(monkeypatch, server.url(keras_archive[1].name), member="weights/other/weights.h5")
     with pytest.raises(SisrError, match=f"no weights/other/weights.h5 inside .*{KERAS_MEMBER}"):
-        resolve_model(entry.name)
+        load_model(entry.name)
     assert nothing_cached(entry)
 
 
@@ -249,7 +252,7 @@ def test_a_leading_dot_folder_in_the_archive_is_accepted(monkeypatch, cache, sit
         info.size = len(h5)
         bundle.addfile(info, io.BytesIO(h5))
     entry = keras_entry(monkeypatch, server.url(dotted.name))
-    assert max_difference(source_model, resolve_model(entry.name)) < 1e-5
+    assert max_difference(source_model, load_model(entry.name)) < 1e-5
 
 
 # --- names ----------------------------------------------------------------------------------------
@@ -257,21 +260,21 @@ def test_a_leading_dot_folder_in_the_archive_is_accepted(monkeypatch, cache, sit
 
 def test_unknown_names_get_close_matches():
     with pytest.raises(SisrError, match="did you mean wdsr-b-32-x4@krasser"):
-        resolve_model("wdsr-b-32-x4@kraser")
+        load_model("wdsr-b-32-x4@kraser")
     with pytest.raises(SisrError, match="did you mean wdsr-b-32-x4@krasser"):
         get_pretrained("wdsr-b-32-x4@official")
     with pytest.raises(SisrError, match="edsr-16-x4@krasser"):
-        resolve_model("edsr-16-x4")
+        load_model("edsr-16-x4")
     with pytest.raises(SisrError, match="untrained preset.*edsr-baseline-x4@official"):
-        resolve_model("edsr-baseline-x4")
+        load_model("edsr-baseline-x4")
 
 
 def test_a_weight_file_with_an_at_sign_in_its_path_is_a_file(tmp_path):
     from sisr.weights import save_model
 
     model = randomised("edsr", TINY_EDSR, seed=4)
-    path = save_model(model, tmp_path / "run@2024" / "edsr@best.safetensors")
-    assert max_difference(model, resolve_model(path)) == 0.0
+    path = save_model(model, tmp_path / "run@2024" / "edsr@best.safetensors", spec=ModelSpec("edsr", TINY_EDSR))
+    assert max_difference(model, load_model(path)) == 0.0
 
 
 # --- the CLI ----------------------------------------------------------------------------------------
@@ -369,9 +372,10 @@ def test_the_wdsr_entry_accepts_the_reference_keras_file_in_krassers_layout(monk
     entry = dataclasses.replace(real, url=server.url(real.filename))
     monkeypatch.setitem(ZOO, entry.name, entry)
 
-    model = resolve_model(entry.name, scale=4)
+    model = load_model(entry.name, scale=4)
     assert max_difference(load_foreign(h5), model) == 0.0
-    assert model.sisr_metadata["licence"].startswith("Apache-2.0")
+    assert model.info.metadata["licence"].startswith("Apache-2.0")
+    assert model.info.licence is not None and model.info.licence.startswith("Apache-2.0")
 
 
 def test_cache_locations_follow_the_cache_dir(cache):
