@@ -17,18 +17,9 @@ prepared copy of the network, by modules that
   needs, so nothing is recomputed and the large maps never exist whole;
 * do EDSR's residual scaling and skip in the block's own output buffer.
 
-Measured on the development machine (2-core AMD EPYC, AVX2, 256 x 256 x4,
-see benchmarks/bench_inference.py): WDSR-B 32 2.7 s -> 1.3 s on one thread,
-EDSR-baseline's upsampler 1.9 s -> 1.6 s; the reduce product as pixel rows
-padded to 32 columns then took WDSR-B 32 from 0.88-1.04 s to 0.69-0.75 s on
-two threads. Tried and left out because they measured no faster there:
-oneDNN's fused conv+ReLU and conv+add for the residual blocks, a pixel
-shuffle over reordered channels, torch.compile, oneDNN's linear with a
-bias + ReLU post-op for the expand product (0.62 ms vs 0.54 per chunk);
-WDSR-B's 25-channel reduce padded to 32 (zero rows, and a 3x3 convolution
-reading 32 channels): 1.23 s against 0.99 s for the network; EDSR's last
-convolution (64 -> 3) padded to 8 outputs: faster alone on cached strips,
-no faster inside the network (96 vs 98 ms).
+Alternatives that measured no faster (oneDNN's fused conv+ReLU and
+conv+add, torch.compile, padded reduce outputs, ...) are listed with their
+figures in docs/benchmarks.md.
 
 Each replacement computes what the part it replaces computes (up to the
 order of float additions) and keeps the convolutions as child modules in
@@ -53,18 +44,11 @@ if TYPE_CHECKING:
     from ..models.wdsr import WDSR
 
 # Pixels per thread per matrix product in WDSR-B's fused 1x1 pair: the
-# 192-channel activation of 2048 pixels is 1.5 MB, which stays in the caches.
-# Measured on the development machine (256 x 256, one block): 1 thread,
-# 1024-4096 pixels within 5 % of each other and 2.2-2.5x faster than two
-# whole-image 1x1 convolutions. With the reduce product as below, the whole
-# WDSR-B-32 x4 network on 2 threads (best of 7 interleaved, 2026-11-26): 512,
-# 1024, 2048, 4096 pixels per thread 0.78, 0.74, 0.69, 0.78 s.
+# 192-channel activation of 2048 pixels is 1.5 MB, which stays in the caches
+# (1024-4096 measured within a few % of each other: docs/benchmarks.md).
 PIXELS_PER_CHUNK = 2048
-# The reduce product's output columns, padded with zeros to a multiple of this.
-# WDSR-B-32 x4 on 256 x 256, 2 threads, best of 7-8 interleaved (2026-11-26):
-# one run 0.75 s padded 25 -> 32, 0.81 s unpadded, 0.88 s transposed (25 rows
-# x pixels, the earlier form); another 0.69 s padded to 32, 0.84 s to 40,
-# 1.04 s transposed.
+# The reduce product's output columns, padded with zeros to a multiple of this
+# (25 -> 32), which vectorises where 25 columns do not.
 REDUCE_OUTPUTS_MULTIPLE = 8
 
 
@@ -271,10 +255,8 @@ def _bias(conv: nn.Conv2d) -> torch.Tensor:
     return torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device)
 
 
-# Input rows per strip of a streamed upsampler (x4: 32 output rows). Measured on
-# the development machine, EDSR-baseline x4's upsampler on 256 x 256, best of 7
-# interleaved: 1.91 s as whole-image layers -> 1.56 s streamed on one thread,
-# 1.16 s -> 1.03 s on two; strips of 4 to 16 rows within a few % of each other.
+# Input rows per strip of a streamed upsampler (x4: 32 output rows); strips
+# of 4 to 16 rows measured within a few % of each other.
 STREAM_ROWS = 8
 
 
@@ -403,11 +385,8 @@ class InPlaceResBlock(nn.Module):
     """EDSR's x + res_scale * body(x), the scaling and the skip done in the body's output buffer.
 
     The network's own block multiplies by res_scale even when it is 1 (EDSR-
-    baseline) and allocates a new map for each product and sum: on EDSR-
-    baseline x4, 256 x 256, 16 multiplies and adds of 16 MB maps took 27 + 85
-    ms of 1.85 s, in place 21 ms (development machine, 2026-11-26;
-    benchmarks/profile_network.py with and without --no-fuse). Same values:
-    x * 1 is x, and a + b is b + a in floating point.
+    baseline) and allocates a new map for each product and sum, a pass over
+    memory each. Same values: x * 1 is x, and a + b is b + a in floating point.
     """
 
     def __init__(self, body: nn.Module, res_scale: float) -> None:
@@ -451,8 +430,7 @@ class FoldedWdsrOutput(nn.Module):
 
     The network shuffles each branch to HR size, adds them there and then
     maps the sum back to [0, 1] (y / scale + mean): four passes over the
-    16x larger output (on a 256 x 256 input, x4: about 20 of 580 ms on the
-    development machine). A pixel shuffle only moves values, so it can come
+    16x larger output. A pixel shuffle only moves values, so it can come
     after the sum; dividing by the scale and adding the mean are affine maps
     that copies of the two convolutions absorb in their weights and biases
     (channel c * s^2 + k of their outputs becomes colour c). Same values up to

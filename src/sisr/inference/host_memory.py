@@ -7,9 +7,7 @@ so every layer's output is faulted in again page by page and zeroed by the
 kernel. Asking malloc to serve blocks up to `MMAP_THRESHOLD` from its heap
 and to keep up to `TRIM_THRESHOLD` of freed memory lets the next layer reuse
 the last one's pages. `benchmarks/bench_allocator.py` times whole networks
-both ways: on the development machine (2 cores, AVX2, 2026-11-26)
-EDSR-baseline x4 at 256 x 256 took 1.84 s instead of 2.05 s; WDSR-B-32, whose
-large buffers were already reused, 0.83 s both ways.
+both ways (figures in docs/benchmarks.md).
 
 It is a process-wide setting of the C library, so `prepare_model` applies it
 once for CPU targets; the price is that up to `TRIM_THRESHOLD` of freed memory

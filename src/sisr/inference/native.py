@@ -2,20 +2,14 @@
 
 Why: two layers run far below the machine's peak in PyTorch's own kernels.
 WDSR-B spends most of its time in the 1x1 pair expand -> ReLU -> reduce
-(32 -> 192 -> 25 channels); as BLAS products over runs of pixels
-(`sisr.inference.fast`) it reached 60-70 % of the matrix-multiply peak on
-the development machine (2-core AMD EPYC, AVX2). `kernels/wdsr_b.c` keeps
-the wide activation in the cache, starts the accumulators at the bias,
-applies the ReLU in registers, wastes no work on padded outputs and adds the
-previous block's skip on the way in: 90-100 % (one 256 x 256 map on 2
-threads: 13.1 ms as BLAS products, 8.1 ms here; whole WDSR-B-32 x4 upscales
-of a 256 x 256 image 0.61 -> 0.48 s). EDSR's last layer, a 3x3 convolution from 64
-channels to 3 at the output's size, is one long dot product per pixel that
-oneDNN ran at about a quarter of the peak; `kernels/narrow_conv.c` takes
-0.82 instead of 2.32 ms for each of the 32 strips of EDSR-baseline x4's
-output on a 256 x 256 input. `benchmarks/bench_native.py` times each kernel
-and whole networks both ways; `benchmarks/bench_inference.py` has whole
-`upscale` calls with and without them.
+(32 -> 192 -> 25 channels); `kernels/wdsr_b.c` keeps the wide activation in
+the cache, starts the accumulators at the bias, applies the ReLU in
+registers, wastes no work on padded outputs and adds the previous block's
+skip on the way in. EDSR's last layer, a 3x3 convolution from 64 channels to
+3 at the output's size, is one long dot product per pixel that oneDNN runs
+far below the peak; `kernels/narrow_conv.c` runs four pixels at a time.
+`benchmarks/bench_native.py` times each kernel and whole networks both ways
+(figures in docs/benchmarks.md).
 
 Why compiled here and not shipped built: the package stays pure Python (one
 wheel for every machine, nothing to build at install), the source is one
@@ -25,14 +19,13 @@ there is no compiler, no AVX2/FMA or not x86-64 Linux, or SISR_NATIVE_KERNELS=0,
 `library()` is None and the PyTorch path runs instead, with the same results
 up to the order of float additions. On a CPU with AVX-512 they are off unless
 SISR_NATIVE_KERNELS=1: there PyTorch's BLAS works with twice the vector width
-of these AVX2 kernels, and no such machine has measured the two against each
-other yet.
+of these AVX2 kernels. Whether a prepared model uses them is its own setting
+(`prepare_model(..., native_kernels=...)`), not a switch of this module.
 
 The library is linked with -fopenmp and loaded after torch, so its
 `libgomp.so.1` is the copy torch already loaded: one OpenMP thread pool. With
-two pools each one's idle threads spin on the cores the other needs (in a
-one-off trial WDSR-B-32 x4 took 0.91 s instead of 0.66 s), so a second runtime in the process
-makes the kernels unavailable.
+two pools each one's idle threads spin on the cores the other needs, so a
+second runtime in the process makes the kernels unavailable.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 /* A 3x3 convolution to 3 output channels (EDSR's and SRResNet's last layer), float32 NHWC, AVX2 + FMA.
  *
  * Why by hand: with 3 outputs the convolution is a long dot product per
- * pixel, which oneDNN ran at about a quarter of the machine's peak on the
- * development machine. Here four pixels at a time run their dot products for
- * all three outputs along the input channels, 8 lanes wide: a 32-row strip
- * of EDSR-baseline x4's 1024-wide output in 0.82 ms instead of 2.32 ms
- * (benchmarks/bench_native.py).
+ * pixel, which oneDNN runs far below the machine's peak. Here four pixels
+ * at a time run their dot products for all three outputs along the input
+ * channels, 8 lanes wide (timed by benchmarks/bench_native.py).
  *
  * Layouts, float32, contiguous:
  *   in   [rows + 2][width][cin]   input rows with one row of context above and below (zero rows at the

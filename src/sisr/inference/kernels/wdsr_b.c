@@ -1,14 +1,13 @@
 /* WDSR-B's 1x1 pair, expand -> ReLU -> reduce, for float32 pixels in rows (NHWC), AVX2 + FMA.
  *
  * Why by hand: as two BLAS products per run of pixels (sisr.inference.fast)
- * the pair reached 60-70 % of the machine's matrix-multiply peak on the
- * development machine; the products are narrow (32 -> 192 -> 25), and the
+ * the pair stays well below the machine's matrix-multiply peak; the products are narrow (32 -> 192 -> 25), and the
  * bias copies, the ReLU pass and the copy out each cost a trip through
  * memory. Here a run of BLOCK pixels goes through both products with the
  * wide activation in a buffer that stays in the L1/L2 caches, the bias is
  * where the accumulators start, the ReLU happens in registers, and the result
- * is stored straight into its place: 98.8 % of that peak (8.1 instead of 13.1 ms
- * for a 256 x 256 map on 2 threads; benchmarks/bench_native.py).
+ * is stored straight into its place (timed by benchmarks/bench_native.py;
+ * figures in docs/benchmarks.md).
  *
  * Compiled on first use by sisr.inference.native (gcc or clang, -O3 -mavx2
  * -mfma -fopenmp) and loaded beside PyTorch, whose OpenMP runtime it shares.
