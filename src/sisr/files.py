@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,7 +22,10 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
     """Refuse to replace an existing file unless the user asked for it."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise SisrError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
+        # Read by CLI and library users alike, so it names the switch of both.
+        raise SisrError(
+            f"{path}: already exists; not overwritten (ask for it with --overwrite, or overwrite=True in Python)"
+        )
     return path
 
 
@@ -105,7 +109,7 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
 
 def _try_lock(handle: IO) -> bool:
     try:
-        if os.name == "nt":
+        if sys.platform == "win32":
             import msvcrt
 
             handle.seek(0)
@@ -120,7 +124,7 @@ def _try_lock(handle: IO) -> bool:
 
 
 def _unlock(handle: IO) -> None:
-    if os.name == "nt":
+    if sys.platform == "win32":
         import msvcrt
 
         handle.seek(0)

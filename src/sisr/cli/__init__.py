@@ -1,8 +1,8 @@
 """The `sisr` command: a thin layer over the library, one module per subcommand.
 
-Each module in COMMANDS defines `register(subparsers)`; heavy imports happen
-inside the command's function, so `sisr --help` stays fast and one broken
-command cannot break the others.
+Each module in COMMANDS defines `register(subparsers)`; heavy imports (torch,
+numpy, the library's modules) happen inside the command's function, so
+`sisr --help` stays fast and one broken command cannot break the others.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import SisrError
 
@@ -29,13 +31,66 @@ COMMANDS = [
     "bench",
 ]
 
+# Where a parse notes the options already given: namespace attribute, removed before the namespace is returned.
+_GIVEN = "_sisr_options_given"
 
-def build_parser() -> argparse.ArgumentParser:
+
+class StoreOnce(argparse._StoreAction):
+    """An option that takes one value and refuses a second.
+
+    argparse keeps the last of `--scale 2 --scale 4` without a word, which
+    hides mistakes in long or generated command lines. Options meant to be
+    repeated use action="append" and are not affected.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if self.option_strings:  # a positional cannot be given twice
+            given: dict[str, str] = vars(namespace).setdefault(_GIVEN, {})
+            now = f"{option_string} {_shown(values)}"
+            if self.dest in given:
+                raise argparse.ArgumentError(
+                    self, f"given more than once ({given[self.dest]}, then {now}); give it once"
+                )
+            given[self.dest] = now
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _shown(values: Any) -> str:
+    if isinstance(values, list):
+        return " ".join(map(str, values))
+    return "" if values is None else str(values)
+
+
+class SisrArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose single-value options may be given only once.
+
+    Subcommand parsers are made with the same class (argparse's default for
+    add_subparsers), so the rule holds for every option of every subcommand.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, StoreOnce)
+        self.register("action", "store", StoreOnce)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        vars(parsed).pop(_GIVEN, None)
+        return parsed, rest
+
+
+def build_parser() -> SisrArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="sisr", description="Single-image super-resolution with deep residual networks."
-    )
+    parser = SisrArgumentParser(prog="sisr", description="Single-image super-resolution with deep residual networks.")
     parser.add_argument("--version", action="version", version=f"sisr {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -48,7 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    # sisr's own progress lines at INFO; other libraries' loggers (the ONNX optimiser's notes, say) only
+    # from WARNING up, as Python's default has it. The level is put back on return: main() may be called
+    # from Python (tests, notebooks), and the library's log level is not the command's to keep.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    log = logging.getLogger("sisr")
+    level = log.level
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
         return int(args.func(args) or 0)
     except SisrError as error:
@@ -57,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"sisr {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        log.setLevel(level)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--model",
-        required=True,
         metavar="M",
-        help="a preset name (random weights: speed does not depend on them), a weight file, or `bicubic`",
+        help="a preset name (random weights: speed does not depend on them), a weight file, a bundled or "
+        "pretrained name, or `bicubic` (default: the default network, default-x4, or the one for --scale)",
     )
     parser.add_argument("--size", type=int, default=256, metavar="PIXELS", help="LR height and width (default 256)")
     parser.add_argument("--scale", type=int, help="the enlargement; required for bicubic, checked against the network")
@@ -47,9 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..speed import format_result, result_dict, run_bench
     from ..errors import SisrError
+    from ..speed import format_result, result_dict, run_bench
+    from ..weights import default_model_name
 
+    if args.model is None:
+        args.model = default_model_name(args.scale)
     if args.model == "bicubic" and args.scale is None:
         raise SisrError("--model bicubic needs --scale (2, 3, 4, ...)")
     if args.tile is not None and args.tile < 1:

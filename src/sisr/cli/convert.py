@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.output.endswith(".safetensors"):
         raise SisrError(f"{args.output}: sisr weight files end in .safetensors")
     path = convert(args.source, args.output, overwrite=args.overwrite, dtype=torch.float16 if args.fp16 else None)
-    metadata = load_model(path).sisr_metadata
+    info = load_model(path).info
     logging.getLogger("sisr").info(
-        "wrote %s: %s %s (from %s)", path, metadata["arch"], metadata["args"], metadata.get("source_format", "sisr")
+        "wrote %s: %s (from %s)", path, info.summary(), info.metadata.get("source_format", "sisr")
     )
     return 0

@@ -100,9 +100,12 @@ def format_csv(records: list[dict[str, Any]], metrics: list[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from ..errors import SisrError
     from ..evaluation import evaluate
     from ..files import atomic_write, check_writable
 
+    if args.crop_border is not None and args.crop_border < 0:
+        raise SisrError(f"--crop-border {args.crop_border}: must not be negative")
     metrics = list(dict.fromkeys(args.metric or ["psnr", "ssim"]))
     if args.output:
         check_writable(args.output, args.overwrite)  # fail before the work, not after

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import sys
+import warnings
+from collections.abc import Iterator
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,11 +28,29 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from ..errors import SisrError
-    from ..weights import export_model, resolve_model
+    from ..weights import export_model, load_model
 
     if args.model == "bicubic":
         raise SisrError("bicubic is not a network to export")
-    model = resolve_model(args.model)
-    path = export_model(model, args.output, opset=args.opset, overwrite=args.overwrite)
+    model = load_model(args.model)
+    with _quiet():
+        path = export_model(model, args.output, opset=args.opset, overwrite=args.overwrite)
     logging.getLogger("sisr").info("wrote %s", path)
     return 0
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep the exporter's and the ONNX optimiser's printed notes and warnings off the terminal.
+
+    They report its passes ("Removed 11 unused nodes"), not problems; if the
+    export fails they go to stderr before the error, as they may explain it.
+    """
+    notes = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(notes), contextlib.redirect_stderr(notes), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    except BaseException:
+        sys.stderr.write(notes.getvalue())
+        raise

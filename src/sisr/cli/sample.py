@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise SisrError("the sample photos come from scikit-image: pip install 'sisr[sample]'") from None
     image = getattr(data, SAMPLES[args.name])()
+    if not 1 <= args.downscale <= min(image.shape[:2]):
+        raise SisrError(f"--downscale {args.downscale}: must be from 1 to {min(image.shape[:2])} for {args.name}")
     if args.downscale > 1:
         from ..imaging import matlab_imresize
 

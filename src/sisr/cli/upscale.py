@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SisrError
 
 if TYPE_CHECKING:
-    from torch import nn
+    from ..inference import PreparedModel
 
 FORMATS = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"]
 log = logging.getLogger("sisr")
@@ -23,12 +23,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "upscale",
         help="enlarge images with a super-resolution network",
         description="Enlarge images with a super-resolution network. INPUT may be image files and folders "
-        "(a folder stands for the image files in it). With one input file, OUTPUT is the file to write; "
+        "(a folder stands for the image files in it). Without -o, each output is a PNG beside its input, "
+        "named after it: photo.jpg -> photo-x4.png. With one input file, OUTPUT is the file to write; "
         "otherwise (or when OUTPUT ends in / or is a folder) it is a folder, and each output is named "
         "after its input: photo.png -> photo-x4.png.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
-    parser.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output file or folder")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="OUTPUT",
+        help="output file or folder (default: INPUT-xS.png beside each input file)",
+    )
     parser.add_argument(
         "--model",
         metavar="WEIGHTS",
@@ -82,7 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "faster on a GPU; for many images of one size (video frames)",
     )
     parser.add_argument(
-        "--format", choices=FORMATS, help="output format when OUTPUT is a folder (default: the input's)"
+        "--format",
+        choices=FORMATS,
+        help="output format when OUTPUT is a folder (default: the input's) or left out (default: png)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
@@ -111,8 +119,12 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def plan_jobs(sources: list[Path], output: str, scale: int, output_format: str | None, inputs: list[str]) -> list[Job]:
+def plan_jobs(
+    sources: list[Path], output: str | None, scale: int, output_format: str | None, inputs: list[str]
+) -> list[Job]:
     """Pair each input with its output path, refusing plans that would write one file twice."""
+    if output is None:
+        return _beside_inputs(sources, scale, output_format, inputs)
     from ..image_io import IMAGE_SUFFIXES
 
     target = Path(output)
@@ -131,14 +143,42 @@ def plan_jobs(sources: list[Path], output: str, scale: int, output_format: str |
         return [Job(sources[0], target)]
     if target.exists() and not target.is_dir():
         raise SisrError(f"{target}: is a file, but {len(sources)} inputs need an output folder")
-    jobs, seen = [], {}
-    for source in sources:
-        suffix = f".{output_format}" if output_format else source.suffix
-        job = Job(source, target / f"{source.stem}-x{scale}{suffix}")
+    if target.suffix.lower() in IMAGE_SUFFIXES and not target.exists() and not output.endswith(("/", "\\")):
+        # `-o out.png` with several inputs is a slip, not a request for a folder named out.png.
+        what = f"{len(sources)} inputs need" if len(sources) > 1 else "a folder input needs"
+        raise SisrError(
+            f"-o {output}: names an image file, but {what} an output folder "
+            f"(give a folder, e.g. -o {target.with_suffix('')}/; a folder named {target.name} is -o {output}/)"
+        )
+    return _unique([Job(source, target / _output_name(source, scale, output_format)) for source in sources])
+
+
+def _beside_inputs(sources: list[Path], scale: int, output_format: str | None, inputs: list[str]) -> list[Job]:
+    """Without -o: photo.jpg -> photo-x4.png in the same folder (PNG unless --format)."""
+    folders = [text for text in inputs if Path(text).is_dir()]
+    if folders:
+        # Outputs inside the folder would be taken as inputs by the next run over it.
+        raise SisrError(
+            f"{folders[0]}: a folder input needs -o OUTPUT_FOLDER (e.g. -o {Path(folders[0]).name}-x{scale}/)"
+        )
+    return _unique(
+        [Job(source, source.parent / _output_name(source, scale, output_format or "png")) for source in sources]
+    )
+
+
+def _output_name(source: Path, scale: int, output_format: str | None) -> str:
+    """photo.png -> photo-x4.png; the input's extension unless a format is given."""
+    suffix = f".{output_format}" if output_format else source.suffix
+    return f"{source.stem}-x{scale}{suffix}"
+
+
+def _unique(jobs: list[Job]) -> list[Job]:
+    """The jobs as they are, or an error naming two inputs that would write the same file."""
+    seen: dict[Path, Path] = {}
+    for job in jobs:
         if job.target in seen:
-            raise SisrError(f"{seen[job.target]} and {source} would both be written to {job.target}")
-        seen[job.target] = source
-        jobs.append(job)
+            raise SisrError(f"{seen[job.target]} and {job.source} would both be written to {job.target}")
+        seen[job.target] = job.source
     return jobs
 
 
@@ -152,24 +192,22 @@ def check_tiling(args: argparse.Namespace) -> None:
         raise SisrError(f"--tile-batch {args.tile_batch}: must be at least 1")
 
 
-def load_network(args: argparse.Namespace) -> nn.Module:
-    """The network for --model, prepared once for all images (eval, folded, on its device)."""
-    from ..inference import prepare_model
-    from ..weights import default_model_name, resolve_model
+def load_network(args: argparse.Namespace) -> PreparedModel:
+    """The model for --model, prepared once for all images (eval, folded, on its device)."""
+    from ..inference.ensemble import self_ensemble
+    from ..weights import default_model_name, load_model
 
     if args.model is None:
         args.model = default_model_name(args.scale)
     if args.model == "bicubic" and args.scale is None:
         raise SisrError("--model bicubic needs --scale (2, 3, 4, ...)")
-    model = resolve_model(args.model, args.scale)
+    model = load_model(args.model, scale=args.scale)
     if args.self_ensemble:
-        from ..inference.ensemble import SelfEnsemble
-
-        model = SelfEnsemble(model)
-    return prepare_model(model, args.precision, args.device, compile=args.compile)
+        model = self_ensemble(model)
+    return model.prepare(args.precision, args.device, compile=args.compile)
 
 
-def upscale_file(model: nn.Module, job: Job, args: argparse.Namespace) -> tuple[int, int]:
+def upscale_file(model: PreparedModel, job: Job, args: argparse.Namespace) -> tuple[int, int]:
     """Read, upscale, write one image; returns the output size (width, height)."""
     import torch
 
@@ -213,7 +251,7 @@ def should_stream(target: Path, image: Any, scale: int, asked: bool) -> bool:
     return asked or output_bytes(image.shape[0], image.shape[1], channels, scale, image.itemsize) > STREAM_BYTES
 
 
-def stream_file(model: nn.Module, image: Any, job: Job, args: argparse.Namespace) -> tuple[int, int]:
+def stream_file(model: PreparedModel, image: Any, job: Job, args: argparse.Namespace) -> tuple[int, int]:
     """Upscale into a tiled TIFF band by band; returns the output size (width, height)."""
     import torch
 
@@ -264,16 +302,11 @@ def run(args: argparse.Namespace) -> int:
     model = load_network(args)
     jobs = plan_jobs(sources, args.output, model.scale, args.format, args.inputs)
     check_stream(args, jobs)
-    settings = model.sisr_inference
+    used = model.describe()  # which model, precision and device: "default-x4 (wdsr, x4) in fp32 on cpu"
     if len(jobs) > 1:
-        log.info(
-            "upscaling %d images x%d with %s on %s (%s)",
-            len(jobs),
-            model.scale,
-            args.model,
-            settings.device,
-            settings.precision,
-        )
+        log.info("upscaling %d images with %s", len(jobs), used)
+    else:
+        log.info("upscaling %s with %s", jobs[0].source, used)
     bar = _progress(jobs)
     failures = 0
     for job in bar if bar is not None else jobs:
