@@ -75,9 +75,7 @@ def test_a_wrong_checksum_stops_before_extracting(tmp_path):
     sums = _make_archives(served)
     sums["DIV2K_train_HR.zip"] = "0" * 64
     with serve_directory(served) as server, pytest.raises(SisrError, match="checksum mismatch"):
-        ensure_div2k(
-            "train", 2, data_root=tmp_path / "data", progress=False, source=Div2kSource(server.base_url, sums)
-        )
+        ensure_div2k("train", 2, data_root=tmp_path / "data", progress=False, source=Div2kSource(server.base_url, sums))
     assert not (tmp_path / "data" / "DIV2K" / "DIV2K_train_HR").exists()
 
 

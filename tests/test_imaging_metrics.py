@@ -155,8 +155,13 @@ def test_mismatched_shapes_name_both():
     ("sr", "hr", "kwargs", "message"),
     [
         (np.zeros((8, 8), np.uint8), torch.zeros(8, 8), {}, "sr is a ndarray but hr is a Tensor"),
-        (np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), {"crop_border": 4}, "crop_border=4 leaves nothing"),
-        (np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), {"crop_border": -1}, "crop_border=-1"),
+        (
+            np.zeros((8, 8), np.uint8),
+            np.zeros((8, 8), np.uint8),
+            {"crop_border": 4},
+            "a border crop of 4 pixels leaves nothing",
+        ),
+        (np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), {"crop_border": -1}, "a border crop of -1 pixels"),
         (np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 4), np.uint8), {}, "4 channels; Y needs 1 or 3"),
         (np.zeros((8, 8), np.int16), np.zeros((8, 8), np.int16), {}, "unsupported dtype int16"),
     ],

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from sisr.errors import SisrError
+from sisr.losses import ContentLoss, PerceptualLoss, discriminator_loss, generator_adversarial_loss
 from sisr.models import Discriminator
 from sisr.models.vgg import VGG19FeatureExtractor
-from sisr.losses import ContentLoss, PerceptualLoss, discriminator_loss, generator_adversarial_loss
 
 
 def softplus(x: float) -> float:
@@ -187,7 +187,7 @@ def test_a_generator_step_through_srgans_discriminator():
     discriminator = Discriminator(num_filters=8)
     sr = torch.rand(2, 3, 24, 24, requires_grad=True)
     hr = torch.rand(2, 3, 24, 24)
-    total, parts = PerceptualLoss(ContentLoss(extractor=ChannelSum()))(sr, hr, discriminator(sr))
+    total, _ = PerceptualLoss(ContentLoss(extractor=ChannelSum()))(sr, hr, discriminator(sr))
     total.backward()
     assert torch.isfinite(total) and sr.grad is not None and torch.isfinite(sr.grad).all()
     d_loss = discriminator_loss(discriminator(hr), discriminator(sr.detach()))

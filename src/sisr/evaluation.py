@@ -92,7 +92,7 @@ def evaluate(
             started = time.perf_counter()
             images: list[dict[str, Any]] = []
             for name, hr, lr in benchmark.iter_pairs():
-                sr = upscale(prepared, lr, tile=tile, tile_overlap=tile_overlap, precision=precision, device=device)
+                sr = upscale(prepared, lr, tile=tile, tile_overlap=tile_overlap)
                 if sr.shape != hr.shape:
                     raise SisrError(f"{benchmark.name}/{name}: output {sr.shape} but HR {hr.shape}")
                 # One image in, so each metric gives one number (a batch would give a list).

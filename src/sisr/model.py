@@ -58,9 +58,7 @@ class ModelInfo:
 def network_scale(network: nn.Module) -> int:
     scale = getattr(network, "scale", None)
     if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
-        raise SisrError(
-            f"{type(network).__name__} has no integer `scale` attribute: sisr cannot tell its output size"
-        )
+        raise SisrError(f"{type(network).__name__} has no integer `scale` attribute: sisr cannot tell its output size")
     return scale
 
 

@@ -194,7 +194,7 @@ def run_bench(
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
     def once() -> Any:
-        return upscale(prepared, image, tile=tile, precision=precision, device=target)
+        return upscale(prepared, image, tile=tile)
 
     started = time.perf_counter()
     output = once()  # warm-up: allocations, kernel choice, caches, compilation

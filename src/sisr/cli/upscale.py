@@ -228,8 +228,6 @@ def upscale_file(model: PreparedModel, job: Job, args: argparse.Namespace) -> tu
             tile=args.tile,
             tile_overlap=args.tile_overlap,
             tile_batch=args.tile_batch,
-            precision=args.precision,
-            device=args.device,
             name=str(job.source),
             progress=log.isEnabledFor(logging.INFO),  # a tile bar, on a terminal only
         )
@@ -267,8 +265,6 @@ def stream_file(model: PreparedModel, image: Any, job: Job, args: argparse.Names
             tile=tile,
             tile_overlap=args.tile_overlap,
             tile_batch=args.tile_batch,
-            precision=args.precision,
-            device=args.device,
             overwrite=args.overwrite,
             name=str(job.source),
             progress=log.isEnabledFor(logging.INFO),

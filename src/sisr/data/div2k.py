@@ -22,8 +22,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SisrError
 from ..download import Resource, cache_dir, download, extract, extraction_marker
+from ..errors import SisrError
 from .training import TrainingPair, paired_folders
 
 log = logging.getLogger("sisr")

@@ -110,17 +110,19 @@ def _prepare(sr: Any, hr: Any, crop_border: int, y_channel: bool, what: str) -> 
     if tuple(sr.shape) != tuple(hr.shape):
         raise SisrError(f"{what}: sr of shape {tuple(sr.shape)} and hr of shape {tuple(hr.shape)} differ")
     if isinstance(crop_border, bool) or not isinstance(crop_border, int) or crop_border < 0:
-        raise SisrError(f"{what}: crop_border={crop_border!r} must be a non-negative integer")
+        raise SisrError(f"{what}: a border crop of {crop_border!r} pixels; it must be a non-negative integer")
     sr_nchw, layout = to_nchw(sr)
     hr_nchw, _ = to_nchw(hr)
     batched = layout.ndim == 4
     channels, height, width = sr_nchw.shape[1:]
     if 2 * crop_border >= min(height, width):
-        raise SisrError(f"{what}: crop_border={crop_border} leaves nothing of images of shape {tuple(sr.shape)}")
+        raise SisrError(
+            f"{what}: a border crop of {crop_border} pixels leaves nothing of images of shape {tuple(sr.shape)}"
+        )
     if y_channel and channels not in (1, 3):
         raise SisrError(
             f"{what}: images of shape {tuple(sr.shape)} have {channels} channels; Y needs 1 or 3 "
-            "(or pass y_channel=False)"
+            "(or measure on RGB: --rgb, y_channel=False in Python)"
         )
     if layout.torch and sr.device != hr.device:
         raise SisrError(f"{what}: sr is on {sr.device} but hr is on {hr.device}")
