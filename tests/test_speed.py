@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -244,3 +247,14 @@ def test_the_native_kernel_benchmark_compares_both_forms(tmp_path):
         ("edsr-baseline-x4 network", "PyTorch layers"),
     ]
     assert all(r["seconds"] > 0 and r["max_difference"] < 1e-3 for r in rows)
+
+
+def test_the_startup_benchmark_runs_each_command_and_reports_it():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_startup.py"
+    done = subprocess.run([sys.executable, str(script), "--repeat", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "1 runs each" in lines[0]
+    rows = {line.split(" best ")[0].strip(): line for line in lines[1:]}
+    assert set(rows) == {"sisr --help", "sisr models", "import torch", "python"}
+    assert all(" s, median " in row for row in rows.values())
