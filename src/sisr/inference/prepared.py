@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import SisrError
 from ..model import ModelInfo, SRModel, as_model
 from ..models.common import fold_weight_norm
-from .precision import AUTO, PRECISIONS, check_precision, resolve_device, resolve_precision, warn_if_emulated
+from .precision import AUTO, DTYPES, PRECISIONS, check_precision, resolve_device, resolve_precision, warn_if_emulated
 
 log = logging.getLogger("sisr")
 
@@ -53,7 +53,7 @@ class PreparedModel:
         self.compiled = compiled  # forward compiled by torch.compile (once per input shape)
         self.native_kernels = native_kernels  # fused parts run in sisr.inference.native's kernels
         self.pinned_memory = pinned_memory and device.type == "cuda"  # GPU results through page-locked memory
-        dtype = check_precision(precision, device)
+        dtype = DTYPES[precision]  # checked against the device by prepare_model
         self.autocast_dtype = None if dtype == torch.float32 else dtype
         self._overflow_warned = False
 
