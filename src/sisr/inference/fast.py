@@ -298,10 +298,9 @@ class _ConvStage:
 def _conv_rows(conv: nn.Conv2d, rows: torch.Tensor, native_kernel: bool) -> torch.Tensor:
     """conv over rows that carry their own vertical context: padding only along the width.
 
-    A last 3x3 convolution to 3 channels runs in `native.conv3x3_to3` where
-    the compiled kernels are available: oneDNN runs such a narrow layer far
-    below the peak (a 32-row strip of EDSR-baseline x4's 1024-wide output:
-    2.32 ms, the kernel 0.82 ms; benchmarks/bench_native.py).
+    A last 3x3 convolution to 3 channels runs in `native.conv3x3_to3` when the
+    prepared model uses the compiled kernels: oneDNN runs such a narrow layer
+    far below the peak.
     """
     if native_kernel and conv.bias is not None and native.conv3x3_to3_applies(conv):
         return native.conv3x3_to3(rows, conv.weight, conv.bias)
