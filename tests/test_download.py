@@ -10,6 +10,8 @@ import importlib
 import io
 import logging
 import os
+import subprocess
+import sys
 import tarfile
 import threading
 import zipfile
@@ -201,6 +203,98 @@ def test_without_checksum_an_existing_file_is_trusted_and_recorded(served):
     assert recorded_sha256_path(dest).read_text().split()[0] == hashlib.sha256(b"copied by hand").hexdigest()
 
 
+# --- replacing a cached file --------------------------------------------------
+
+
+def test_a_failed_checksum_leaves_the_cached_file_as_it_was_and_says_so(served, tmp_path):
+    server, dest = served
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"stale")
+    (tmp_path / "site" / "payload.bin").write_bytes(b"corrupted on the server")
+    with pytest.raises(SisrError) as caught:
+        download(server.url("payload.bin"), dest, PAYLOAD_SHA256)
+    message = str(caught.value)
+    assert f"the download was deleted and {dest} is left as it was" in message
+    assert "the next attempt downloads it again" in message
+    assert dest.read_bytes() == b"stale" and not part_of(dest).exists()
+
+
+def test_force_downloads_again_and_replaces_the_file_once_verified(served):
+    server, dest = served
+    download(server.url("payload.bin"), dest, PAYLOAD_SHA256)
+    part_of(dest).write_bytes(PAYLOAD[:1000])  # an earlier attempt's rest: force starts afresh
+    assert download(server.url("payload.bin"), dest, PAYLOAD_SHA256, force=True) == dest
+    assert [request.range for request in server.requests] == [None, None]
+    assert dest.read_bytes() == PAYLOAD and not part_of(dest).exists()
+
+
+def test_force_keeps_a_good_file_when_the_new_download_fails_its_checksum(served, tmp_path):
+    server, dest = served
+    download(server.url("payload.bin"), dest, PAYLOAD_SHA256)
+    (tmp_path / "site" / "payload.bin").write_bytes(b"corrupted on the server")
+    with pytest.raises(SisrError, match="checksum mismatch"):
+        download(server.url("payload.bin"), dest, PAYLOAD_SHA256, force=True)
+    assert dest.read_bytes() == PAYLOAD and not part_of(dest).exists()
+
+
+def test_force_keeps_a_trusted_file_when_the_new_download_differs_from_its_record(served, tmp_path):
+    server, dest = served
+    download(server.url("payload.bin"), dest, None)
+    (tmp_path / "site" / "payload.bin").write_bytes(PAYLOAD[::-1])
+    with pytest.raises(SisrError, match="changed since it was first downloaded"):
+        download(server.url("payload.bin"), dest, None, force=True)
+    assert dest.read_bytes() == PAYLOAD
+    assert recorded_sha256_path(dest).read_text().split()[0] == PAYLOAD_SHA256
+
+
+# --- checksum prefixes (torch.hub file names) ----------------------------------
+
+
+def test_a_prefix_is_checked_before_the_file_is_put_in_place(served):
+    server, dest = served
+    wrong = "0000" if not PAYLOAD_SHA256.startswith("0000") else "1111"
+    with pytest.raises(SisrError, match=f"sha256 {PAYLOAD_SHA256} does not start with {wrong}"):
+        download(server.url("payload.bin"), dest, None, sha256_prefix=wrong)
+    assert not dest.exists() and not part_of(dest).exists() and not recorded_sha256_path(dest).exists()
+
+    download(server.url("payload.bin"), dest, None, sha256_prefix=PAYLOAD_SHA256[:8].upper())
+    assert dest.read_bytes() == PAYLOAD
+    assert recorded_sha256_path(dest).read_text().split()[0] == PAYLOAD_SHA256
+
+
+def test_an_existing_file_that_fails_its_prefix_is_downloaded_again(served):
+    server, dest = served
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"copied by hand, wrongly")
+    download(server.url("payload.bin"), dest, None, sha256_prefix=PAYLOAD_SHA256[:8])
+    assert dest.read_bytes() == PAYLOAD and len(server.requests) == 1
+
+
+def test_a_sha256_and_a_prefix_that_disagree_are_refused_before_any_request(served):
+    server, dest = served
+    other = "0000" if not PAYLOAD_SHA256.startswith("0000") else "1111"
+    with pytest.raises(SisrError, match="does not start with the prefix"):
+        download(server.url("payload.bin"), dest, PAYLOAD_SHA256, sha256_prefix=other)
+    with pytest.raises(SisrError, match="not the start of a sha256"):
+        download(server.url("payload.bin"), dest, None, sha256_prefix="xyz")
+    assert server.requests == []
+
+
+def test_the_offline_advice_names_the_prefix_when_that_is_all_there_is(tmp_path):
+    with pytest.raises(download_module.Unreachable) as caught:
+        download(closed_port_url("w.pt"), tmp_path / "w.pt", None, sha256_prefix="abcd1234", timeout=5)
+    assert "its sha256 must start with abcd1234" in str(caught.value)
+
+
+@pytest.mark.parametrize(("value", "trusted"), [("", False), ("0", False), ("1", True), ("yes", True)])
+def test_trusting_unpinned_downloads_is_read_from_the_environment(monkeypatch, value, trusted):
+    monkeypatch.setenv("SISR_TRUST_UNPINNED", value)
+    assert download_module.trust_unpinned_from_env() is trusted
+    monkeypatch.setenv("SISR_TRUST_UNPINNED", "maybe")
+    with pytest.raises(SisrError, match="SISR_TRUST_UNPINNED='maybe'"):
+        download_module.trust_unpinned_from_env()
+
+
 def test_progress_is_logged_in_lines_when_stderr_is_not_a_terminal(served, caplog):
     server, dest = served
     with caplog.at_level(logging.INFO, logger="sisr"):
@@ -312,7 +406,7 @@ def test_extract_unpacks_zip_and_tar_into_the_destination(tmp_path, maker, filen
     assert (dest / "Set" / "HR" / "a.png").read_bytes() == b"A"
     assert (dest / "Set" / "HR" / "b.png").read_bytes() == b"BB"
     assert extraction_marker(filename, dest).exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".extracting")] == []
+    assert [p.name for p in tmp_path.iterdir() if ".extracting." in p.name] == []  # the staging folder is gone
 
 
 def test_extract_is_done_once(tmp_path):
@@ -321,6 +415,17 @@ def test_extract_is_done_once(tmp_path):
     (dest / "a.txt").unlink()
     extract(archive, dest)
     assert not (dest / "a.txt").exists()
+
+
+def test_an_extraction_removes_the_staging_folder_a_killed_extraction_left(tmp_path):
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    datasets = tmp_path / "datasets"
+    left = datasets / f".set.zip.extracting.{ended.pid}.abcdefgh.tmp"  # as a SIGKILL during extraction leaves it
+    (left / "Set").mkdir(parents=True)
+    (left / "Set" / "a.png").write_bytes(b"half")
+    extract(make_zip(tmp_path / "set.zip", {"Set/a.png": b"A"}), datasets / "Set5")
+    assert sorted(path.name for path in datasets.iterdir()) == [".Set5.lock", "Set5"]
 
 
 def test_archives_sharing_a_destination_are_merged(tmp_path):

@@ -1,17 +1,22 @@
 """Stopping and resuming gives the same weights, bit for bit, as never stopping (CPU).
 
 Every run here is a separate `sisr train` process, as a user would start it:
-a resumed run shares nothing with the first one but the output folder.
+a resumed run shares nothing with the first one but the output folder. Ctrl-C
+exits 130 and SIGTERM 143, both after saving a checkpoint; one run at a time
+may use an output folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +60,9 @@ def _write_config(tmp_path: Path) -> Path:
     return path
 
 
-def _start(config: Path, out: Path, steps: int, new_session: bool = False) -> subprocess.Popen:
+def _start(
+    config: Path, out: Path, steps: int, new_session: bool = False, extra: Sequence[str] = ()
+) -> subprocess.Popen:
     command = [
         sys.executable,
         "-c",
@@ -67,6 +74,7 @@ def _start(config: Path, out: Path, steps: int, new_session: bool = False) -> su
         "--steps",
         str(steps),
         "--no-progress",
+        *extra,
     ]
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=new_session
@@ -135,7 +143,7 @@ def test_sigterm_to_the_process_group_reaches_the_workers_too_and_still_saves(tm
     process = _start(config, killed, 100000, new_session=True)
     _wait_for_step(process, killed / "log.jsonl", 3)
     os.killpg(process.pid, signal.SIGTERM)
-    output = _finish(process, expected_rc=130)
+    output = _finish(process, expected_rc=143)
     assert "SIGTERM received" in output and "run the same command again to continue" in output
     assert "DataLoader worker" not in output
     assert torch.load(killed / "checkpoint.pt", weights_only=True)["step"] >= 3
@@ -148,7 +156,7 @@ def test_sigterm_saves_a_checkpoint_and_the_resumed_run_matches(tmp_path):
     process = _start(config, killed, 100000)
     _wait_for_step(process, killed / "log.jsonl", 3)
     process.send_signal(signal.SIGTERM)
-    output = _finish(process, expected_rc=130)
+    output = _finish(process, expected_rc=143)  # 128 + SIGTERM, the shell's convention
     assert "SIGTERM received" in output and "run the same command again to continue" in output
     stopped_at = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
     assert 3 <= stopped_at < 100000
@@ -179,3 +187,96 @@ def test_a_resumed_run_does_not_need_its_init_weights_any_more(tmp_path):
         _train_here(config, tmp_path / "other", 2)
     _train_here(config, out, 4)
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+    config = _write_config(tmp_path)
+    out = tmp_path / "run"
+    process = _start(config, out, 100000)
+    _wait_for_step(process, out / "log.jsonl", 2)
+    process.send_signal(signal.SIGINT)
+    output = _finish(process, expected_rc=130)
+    assert "SIGINT received" in output and "run the same command again to continue" in output
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] >= 2
+
+
+# --- one run per output folder -------------------------------------------------------------------
+
+HOLD_AS_FINETUNE = textwrap.dedent(
+    """
+    import sys
+    from sisr.train.config import load_finetune_config
+    from sisr.train.run import claim_out_dir
+    config = load_finetune_config(values={"model": {"init": "g.safetensors"}, "train": {"out": sys.argv[1]}})
+    with claim_out_dir(config):
+        print("holding", flush=True)
+        sys.stdin.readline()
+    """
+)
+
+
+def _in_use_by(out: Path, command: str, pid: int) -> re.Pattern:
+    return re.compile(rf"error: {re.escape(str(out))} is in use by {command} \(pid {pid}\) since [\d-]+ [\d:]+; ")
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_first(tmp_path):
+    config = _write_config(tmp_path)
+    out = tmp_path / "run"
+    first = _start(config, out, 100000)
+    try:
+        _wait_for_step(first, out / "log.jsonl", 1)
+        second = _finish(_start(config, out, 100000, extra=["--seed", "7"]), expected_rc=1)
+        assert _in_use_by(out, "sisr train", first.pid).search(second), second
+        finetune = subprocess.run(
+            [sys.executable, "-c", RUN_CLI, "finetune", "--init", "g.safetensors", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert finetune.returncode == 1 and _in_use_by(out, "sisr train", first.pid).search(finetune.stderr)
+    finally:
+        first.send_signal(signal.SIGTERM)
+    _finish(first, expected_rc=143)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in records].count("start") == 1  # the refused runs wrote nothing
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["train"]["seed"] != 7
+
+
+@pytest.mark.slow
+def test_a_folder_held_by_a_finetuning_run_is_refused_naming_it(tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_AS_FINETUNE, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+        refused = _finish(_start(_write_config(tmp_path), out, 10), expected_rc=1)
+        assert _in_use_by(out, "sisr finetune", holder.pid).search(refused), refused
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert holder.returncode == 0
+
+
+@pytest.mark.slow
+def test_a_run_killed_outright_leaves_its_folder_to_the_next_run_which_clears_its_temporary_files(tmp_path):
+    config = _write_config(tmp_path)
+    out = tmp_path / "run"
+    every_step = ["--set", "train.checkpoint_every=1"]
+    killed = _start(config, out, 100000, extra=every_step)
+    _wait_for_step(killed, out / "log.jsonl", 2)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    half_written = out / f".checkpoint.pt.{killed.pid}.abcdefgh.tmp"  # as a kill during a save leaves it
+    half_written.write_bytes(b"half a checkpoint")
+    step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+
+    output = _finish(_start(config, out, step + 2, extra=every_step))
+    assert f"taking over the lock of sisr train (pid {killed.pid})" in output
+    # With the planted file, any that the kill itself left mid-write (a checkpoint is saved every step).
+    assert re.search(rf"removed what killed processes left: .*{re.escape(half_written.name)}", output), output
+    assert f"resuming from step {step}" in output
+    assert not half_written.exists()
+    assert [path.name for path in out.iterdir() if path.name.endswith(".tmp")] == []
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == step + 2

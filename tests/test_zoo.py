@@ -3,7 +3,9 @@
 Fake entries point at a server on 127.0.0.1 serving files the tests make: a
 Krasser-style .tar.gz holding a Keras .h5 (written by the Keras test writer,
 which states the Keras layout independently of the importer) and an official
-EDSR-PyTorch `.pt` whose name carries its sha256 prefix.
+EDSR-PyTorch `.pt` whose name carries its sha256 prefix. Entries without a
+full sha256 are downloaded only when trusted (the `trusting` fixture sets
+SISR_TRUST_UNPINNED=1).
 """
 
 from __future__ import annotations
@@ -59,7 +61,14 @@ def randomised(arch: str, args: dict, seed: int) -> torch.nn.Module:
 @pytest.fixture
 def cache(monkeypatch, tmp_path) -> Path:
     monkeypatch.setenv("SISR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SISR_TRUST_UNPINNED", raising=False)
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def trusting(monkeypatch, cache) -> None:
+    """The user allows downloads that no full sha256 pins (trust on first use)."""
+    monkeypatch.setenv("SISR_TRUST_UNPINNED", "1")
 
 
 @pytest.fixture
@@ -165,7 +174,7 @@ def test_keras_archive_is_downloaded_converted_and_then_loaded_from_the_cache(mo
         load_model(entry.name, scale=4)
 
 
-def test_official_pt_is_checked_against_the_sha256_prefix_in_its_name(monkeypatch, cache, site, official_pt):
+def test_official_pt_is_checked_against_the_sha256_prefix_in_its_name(monkeypatch, trusting, cache, site, official_pt):
     _, server = site
     source_model, served = official_pt
     entry = torch_entry(monkeypatch, server.url(served.name))
@@ -187,7 +196,7 @@ def test_checksum_mismatch_is_an_error_and_caches_nothing(monkeypatch, cache, si
     assert nothing_cached(entry)
 
 
-def test_hash_prefix_mismatch_is_an_error_and_caches_nothing(monkeypatch, cache, site, official_pt):
+def test_hash_prefix_mismatch_is_an_error_and_caches_nothing(monkeypatch, trusting, cache, site, official_pt):
     _, server = site
     served = official_pt[1]
     wrong = "0" * 8 if not sha256(served).startswith("0" * 8) else "1" * 8
@@ -200,7 +209,7 @@ def test_hash_prefix_mismatch_is_an_error_and_caches_nothing(monkeypatch, cache,
 def test_an_interrupted_download_is_resumed(monkeypatch, cache, site, official_pt):
     _, server = site
     source_model, served = official_pt
-    entry = torch_entry(monkeypatch, server.url(served.name))
+    entry = torch_entry(monkeypatch, server.url(served.name), sha256=sha256(served))
     half = served.stat().st_size // 2
     server.fail_after_bytes, server.failures = half, 1
 
@@ -209,14 +218,17 @@ def test_an_interrupted_download_is_resumed(monkeypatch, cache, site, official_p
     assert max_difference(source_model, model) < 1e-3
 
 
-def test_offline_error_names_the_url_and_path_and_a_file_put_there_is_used(monkeypatch, cache, tmp_path, official_pt):
+def test_offline_error_names_the_url_and_path_and_a_file_put_there_is_used(
+    monkeypatch, trusting, cache, tmp_path, official_pt
+):
     source_model, served = official_pt
     entry = torch_entry(monkeypatch, closed_port_url(served.name))
     with pytest.raises(SisrError) as error:
         load_model(entry.name)
     message = str(error.value)
     assert entry.url in message and str(source_path(entry)) in message
-    assert entry.sha256_prefix in message
+    assert f"its sha256 must start with {entry.sha256_prefix}" in message
+    assert "The next run (with --trust-unpinned or SISR_TRUST_UNPINNED=1 again) converts it from there" in message
     assert source_path(entry) == cache / "downloads" / "weights" / served.name
 
     source_path(entry).parent.mkdir(parents=True, exist_ok=True)
@@ -224,7 +236,7 @@ def test_offline_error_names_the_url_and_path_and_a_file_put_there_is_used(monke
     assert max_difference(source_model, load_model(entry.name)) < 1e-3
 
 
-def test_a_file_of_another_network_is_refused(monkeypatch, cache, site, keras_archive):
+def test_a_file_of_another_network_is_refused(monkeypatch, trusting, cache, site, keras_archive):
     _, server = site
     entry = keras_entry(monkeypatch, server.url(keras_archive[1].name), args={**TINY_WDSR, "num_blocks": 3})
     with pytest.raises(SisrError, match="promises .*num_blocks"):
@@ -233,7 +245,7 @@ def test_a_file_of_another_network_is_refused(monkeypatch, cache, site, keras_ar
     assert nothing_cached(entry)
 
 
-def test_an_archive_without_the_member_names_what_it_holds(monkeypatch, cache, site, keras_archive):
+def test_an_archive_without_the_member_names_what_it_holds(monkeypatch, trusting, cache, site, keras_archive):
     _, server = site
     entry = keras_entry(monkeypatch, server.url(keras_archive[1].name), member="weights/other/weights.h5")
     with pytest.raises(SisrError, match=f"no weights/other/weights.h5 inside .*{KERAS_MEMBER}"):
@@ -241,7 +253,7 @@ def test_an_archive_without_the_member_names_what_it_holds(monkeypatch, cache, s
     assert nothing_cached(entry)
 
 
-def test_a_leading_dot_folder_in_the_archive_is_accepted(monkeypatch, cache, site, keras_archive, tmp_path):
+def test_a_leading_dot_folder_in_the_archive_is_accepted(monkeypatch, trusting, cache, site, keras_archive, tmp_path):
     folder, server = site
     source_model, archive = keras_archive
     with tarfile.open(archive) as bundle:
@@ -253,6 +265,60 @@ def test_a_leading_dot_folder_in_the_archive_is_accepted(monkeypatch, cache, sit
         bundle.addfile(info, io.BytesIO(h5))
     entry = keras_entry(monkeypatch, server.url(dotted.name))
     assert max_difference(source_model, load_model(entry.name)) < 1e-5
+
+
+# --- pinning, and what --force replaces ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["prefix only", "no checksum"])
+def test_an_entry_without_a_full_sha256_is_refused_before_any_request(
+    monkeypatch, cache, site, official_pt, keras_archive, kind
+):
+    _, server = site
+    if kind == "prefix only":
+        entry = torch_entry(monkeypatch, server.url(official_pt[1].name))
+    else:
+        entry = keras_entry(monkeypatch, server.url(keras_archive[1].name))
+    with pytest.raises(SisrError) as refused:
+        load_model(entry.name)
+    message = str(refused.value)
+    assert message.startswith(f"pretrained model {entry.name!r}: sisr records no full sha256 for {entry.url}")
+    assert f"`sisr download {entry.name} --trust-unpinned`, or SISR_TRUST_UNPINNED=1" in message
+    assert server.requests == [] and nothing_cached(entry)
+
+
+def test_a_trusted_entry_records_its_hash_and_later_downloads_must_match_it(
+    monkeypatch, trusting, cache, site, keras_archive
+):
+    _, server = site
+    source_model, archive = keras_archive
+    entry = keras_entry(monkeypatch, server.url(archive.name))
+    assert max_difference(source_model, load_model(entry.name)) < 1e-5
+    assert recorded_sha256_path(source_path(entry)).read_text().split()[0] == sha256(archive)
+
+    good_archive, converted = source_path(entry).read_bytes(), converted_path(entry).read_bytes()
+    archive.write_bytes(b"a different file on the server")
+    with pytest.raises(SisrError, match="changed since it was first downloaded") as refused:
+        zoo.fetch_pretrained(entry.name, force=True)
+    assert "converts it from there" not in str(refused.value)
+    assert source_path(entry).read_bytes() == good_archive and converted_path(entry).read_bytes() == converted
+
+
+def test_force_replaces_the_cached_files_only_after_the_new_download_is_verified(monkeypatch, cache, site, official_pt):
+    _, server = site
+    source_model, served = official_pt
+    entry = torch_entry(monkeypatch, server.url(served.name), sha256=sha256(served))
+    zoo.fetch_pretrained(entry.name)
+    good_source, converted = source_path(entry).read_bytes(), converted_path(entry).read_bytes()
+
+    served.write_bytes(b"corrupted on the server")
+    with pytest.raises(SisrError) as refused:
+        zoo.fetch_pretrained(entry.name, force=True)
+    message = str(refused.value)
+    assert "checksum mismatch" in message and f"{source_path(entry)} is left as it was" in message
+    assert "converts it from there" not in message  # nothing is converted from a deleted download
+    assert source_path(entry).read_bytes() == good_source and converted_path(entry).read_bytes() == converted
+    assert max_difference(source_model, load_model(entry.name)) < 1e-3  # the cached model still works
 
 
 # --- names ----------------------------------------------------------------------------------------
@@ -292,7 +358,7 @@ def test_sisr_download_prints_the_path_and_force_fetches_again(monkeypatch, cach
     from sisr.cli import models as models_command
 
     _, server = site
-    entry = torch_entry(monkeypatch, server.url(official_pt[1].name))
+    entry = torch_entry(monkeypatch, server.url(official_pt[1].name), sha256=sha256(official_pt[1]))
     monkeypatch.setattr(zoo, "ZOO", {entry.name: entry})  # the real table builds 40M-parameter networks
     run_cli(models_command, ["models", "--pretrained"])
     assert re.search(r"edsr-tiny-x2@test\s+edsr\s+x2\s+[\d,]+\s+test\s+MIT\s+no", capsys.readouterr().out)
@@ -310,6 +376,28 @@ def test_sisr_download_prints_the_path_and_force_fetches_again(monkeypatch, cach
     with pytest.raises(SisrError, match="unknown pretrained model"):
         run_cli(download_command, ["download", entry.name, "edsr-tiny-x2@tset"])
     assert len(server.requests) == 2  # a typo anywhere fails before anything is fetched
+
+
+def test_sisr_download_fetches_an_unpinned_entry_only_when_trusted(monkeypatch, cache, site, official_pt, capsys):
+    from sisr.cli import download as download_command
+
+    _, server = site
+    pinned = torch_entry(
+        monkeypatch, server.url(official_pt[1].name), name="pinned-x2@test", sha256=sha256(official_pt[1])
+    )
+    unpinned = torch_entry(monkeypatch, server.url(official_pt[1].name))
+    with pytest.raises(SisrError, match=f"pretrained model '{unpinned.name}': sisr records no full sha256"):
+        run_cli(download_command, ["download", pinned.name, unpinned.name])
+    assert server.requests == []  # refused before the pinned one was fetched either
+
+    assert run_cli(download_command, ["download", unpinned.name, "--trust-unpinned"]) == 0
+    assert capsys.readouterr().out.strip() == str(converted_path(unpinned))
+    assert run_cli(download_command, ["download", unpinned.name]) == 0  # cached: nothing to trust
+    with pytest.raises(SisrError, match="--trust-unpinned"):
+        run_cli(download_command, ["download", unpinned.name, "--force"])
+    monkeypatch.setenv("SISR_TRUST_UNPINNED", "1")
+    assert run_cli(download_command, ["download", unpinned.name, "--force"]) == 0
+    assert len(server.requests) == 2
 
 
 # --- the real registry ------------------------------------------------------------------------------
@@ -342,11 +430,12 @@ def test_every_real_entry_is_well_formed(name):
     assert entry.name.endswith(f"x{entry.scale}@{source}") and model_part
     if entry.sha256 is not None:
         assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
-    elif entry.sha256_prefix is not None:  # torch.hub naming: name-<sha256 prefix>.ext
+    else:
+        assert entry.checksum_note  # why there is none
+    if entry.sha256_prefix is not None:  # torch.hub naming: name-<sha256 prefix>.ext
         assert re.fullmatch(r"[0-9a-f]{8}", entry.sha256_prefix)
         assert entry.filename.endswith(f"-{entry.sha256_prefix}.pt")
-    else:
-        assert "trust on first use" in entry.checksum_note
+        assert entry.sha256 is None or entry.sha256.startswith(entry.sha256_prefix)
     assert entry.licence.split(" ")[0] in ("MIT", "Apache-2.0")
     preset = PRESETS[entry.preset]
     assert preset.arch == entry.arch and preset.scale == entry.scale
@@ -359,7 +448,9 @@ def test_every_real_entry_is_well_formed(name):
     assert millions == pytest.approx(PUBLISHED_MILLIONS[name], abs=0.006 if millions < 10 else 0.06)
 
 
-def test_the_wdsr_entry_accepts_the_reference_keras_file_in_krassers_layout(monkeypatch, cache, site, shared_dir):
+def test_the_wdsr_entry_accepts_the_reference_keras_file_in_krassers_layout(
+    monkeypatch, trusting, cache, site, shared_dir
+):
     """The real entry's promised architecture is what the TF reference WDSR-B x4 weights hold."""
     pytest.importorskip("h5py", reason="h5py reads Keras weight files: pip install 'sisr[keras]'")
     from sisr.weights.convert import load_foreign
@@ -388,3 +479,26 @@ def test_cache_locations_follow_the_cache_dir(cache):
         == cache / "downloads" / "weights" / "weights-srgan.tar.gz"
     )
     assert not zoo.is_cached(entry)
+
+
+# Entries whose full sha256 could not be measured yet (no network where they were added): each needs
+# --trust-unpinned until its hash is recorded. Pinning one means taking it off this list.
+UNPINNED = {
+    "edsr-baseline-x2@official",
+    "edsr-baseline-x3@official",
+    "edsr-baseline-x4@official",
+    "edsr-x2@official",
+    "edsr-x3@official",
+    "edsr-x4@official",
+    "edsr-16-x4@krasser",
+    "wdsr-b-32-x4@krasser",
+    "srresnet-x4@krasser",
+    "srgan-x4@krasser",
+}
+
+
+def test_the_unpinned_real_entries_are_known_and_refused_without_trust(cache):
+    assert {name for name, entry in ZOO.items() if not entry.pinned} == UNPINNED
+    for name in sorted(UNPINNED):
+        with pytest.raises(SisrError, match=f"'{re.escape(name)}': sisr records no full sha256"):
+            zoo.fetch_pretrained(name)

@@ -8,9 +8,15 @@ with an HTTP Range request. Processes that fetch or extract the same file
 at once (the ranks of a `torchrun` job) take turns on a lock file beside it,
 so the file is fetched once and the others find it done.
 
-Where no checksum was ever published, `sha256=None` means *trust on first
+A file is only ever replaced by one that passed its checks: a corrupt or
+changed download is deleted and the cached copy, if any, stays as it was.
+
+Where no full checksum is recorded, `sha256=None` means *trust on first
 use*: the hash of the first download is recorded beside the file
-(`<dest>.sha256`) and every later download or reuse must match it.
+(`<dest>.sha256`) and every later download or reuse must match it. Callers
+that must pin every download (the pretrained zoo) accept that only when the
+user asks for it: `trust_unpinned_from_env()` reads that request from
+`$SISR_TRUST_UNPINNED`.
 """
 
 from __future__ import annotations
@@ -21,10 +27,8 @@ import http.client
 import logging
 import os
 import re
-import shutil
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SisrError
-from .files import atomic_write, exclusive_lock
+from .files import atomic_write, exclusive_lock, temporary_folder
 
 log = logging.getLogger("sisr")
 
@@ -45,6 +49,12 @@ DEFAULT_RETRIES = 3
 # Some academic servers answer urllib's default agent with 403.
 USER_AGENT = "sisr-downloader/0.1 (Python urllib)"
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+_PREFIX_PATTERN = re.compile(r"^[0-9a-f]{4,63}$")
+TRUST_UNPINNED_ENV_VAR = "SISR_TRUST_UNPINNED"
+
+
+class Unreachable(SisrError):
+    """The file could not be fetched at all (offline, an HTTP error): copying it in by hand is the way on."""
 
 
 @dataclass(frozen=True)
@@ -87,11 +97,23 @@ def recorded_sha256_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".sha256")
 
 
+def trust_unpinned_from_env() -> bool:
+    """Whether `$SISR_TRUST_UNPINNED` allows downloads that no full sha256 pins (1/true/yes/on)."""
+    value = os.environ.get(TRUST_UNPINNED_ENV_VAR, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise SisrError(f"${TRUST_UNPINNED_ENV_VAR}={value!r}: give 1 (trust unpinned downloads) or 0")
+
+
 def download(
     url: str,
     dest: str | os.PathLike,
     sha256: str | None = None,
     *,
+    sha256_prefix: str | None = None,
+    force: bool = False,
     progress: bool = True,
     timeout: float = DEFAULT_TIMEOUT_S,
     retries: int = DEFAULT_RETRIES,
@@ -100,22 +122,32 @@ def download(
 
     An existing `dest` whose hash differs is downloaded again and replaced:
     this is a cache, and a file that fails its checksum is of no use.
+    `sha256_prefix` (the leading hex digits some publishers put in file
+    names) is checked as well, also when `sha256` is None. `force` downloads
+    again even when `dest` is valid; either way `dest` is replaced only once
+    the new file has passed its checks.
 
     An interrupted transfer is resumed (up to `retries` times within this call,
     and again by any later call, since the `.part` file is kept). Raises
-    SisrError when the server cannot be reached, refuses the file, or sends
-    bytes that do not hash to `sha256`.
+    SisrError when the server cannot be reached (`Unreachable`), refuses the
+    file, or sends bytes that do not hash to `sha256`.
     """
     dest = Path(dest)
     expected = _normalise_sha256(sha256, url)
+    prefix = _normalise_prefix(sha256_prefix, url)
+    if expected and prefix and not expected.startswith(prefix):
+        raise SisrError(f"{url}: the sha256 {expected} does not start with the prefix {prefix} given with it")
     with exclusive_lock(_lock_path(dest), f"downloading {dest.name}"):
         # Checked under the lock: another process may have finished this file while this one waited.
         recorded = None if expected else _read_recorded_sha256(dest)
-        if dest.is_file() and _existing_file_is_valid(dest, expected or recorded):
+        if not force and dest.is_file() and _existing_file_is_valid(dest, expected or recorded, prefix):
             return dest
         part = dest.with_name(dest.name + ".part")
-        actual = _fetch_with_retries(url, part, dest, progress, timeout, retries, expected or recorded)
-        _check_digest(url, part, expected, recorded, actual, dest)
+        if force:  # fresh bytes from the server, not the rest of an earlier attempt
+            part.unlink(missing_ok=True)
+        check = _Check(expected or recorded, prefix)
+        actual = _fetch_with_retries(url, part, dest, progress, timeout, retries, check)
+        _check_digest(url, part, expected, recorded, prefix, actual, dest)
         os.replace(part, dest)
         if expected is None and recorded is None:
             _record_sha256(dest, actual)
@@ -179,8 +211,7 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
 
 
 def _extract_unlocked(archive: Path, dest_dir: Path, marker: Path) -> None:
-    staging = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=".extracting", dir=dest_dir.parent))
-    try:
+    with temporary_folder(dest_dir.parent, f"{archive.name}.extracting") as staging:
         _unpack(archive, staging)
         if dest_dir.exists():
             _merge_into(staging, dest_dir)
@@ -188,8 +219,6 @@ def _extract_unlocked(archive: Path, dest_dir: Path, marker: Path) -> None:
         else:
             extraction_marker(archive.name, staging).touch()
             os.replace(staging, dest_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log.info("extracted %s into %s", archive, dest_dir)
 
 
@@ -200,12 +229,34 @@ class _Interrupted(Exception):
     """The transfer started but stopped early; the `.part` file can be resumed."""
 
 
+@dataclass(frozen=True)
+class _Check:
+    """What a file must hash to, as far as known: for the advice to users who copy it in by hand."""
+
+    sha256: str | None
+    prefix: str | None
+
+    def advice(self) -> str:
+        if self.sha256:
+            return f" (its sha256 must be {self.sha256})"
+        return f" (its sha256 must start with {self.prefix})" if self.prefix else ""
+
+
 def _normalise_sha256(sha256: str | None, url: str) -> str | None:
     if sha256 is None:
         return None
     normalised = sha256.strip().lower()
     if not _SHA256_PATTERN.match(normalised):
         raise SisrError(f"{url}: {sha256!r} is not a sha256 checksum (64 hexadecimal digits)")
+    return normalised
+
+
+def _normalise_prefix(prefix: str | None, url: str) -> str | None:
+    if prefix is None:
+        return None
+    normalised = prefix.strip().lower()
+    if not _PREFIX_PATTERN.match(normalised):
+        raise SisrError(f"{url}: {prefix!r} is not the start of a sha256 checksum (4 to 63 hexadecimal digits)")
     return normalised
 
 
@@ -224,8 +275,11 @@ def _record_sha256(dest: Path, digest: str) -> None:
         handle.write(f"{digest}  {dest.name}\n")
 
 
-def _existing_file_is_valid(dest: Path, expected: str | None) -> bool:
+def _existing_file_is_valid(dest: Path, expected: str | None, prefix: str | None) -> bool:
     actual = sha256_of_file(dest)
+    if prefix and not actual.startswith(prefix):
+        log.warning("%s: sha256 is %s, which does not start with %s; downloading it again", dest, actual, prefix)
+        return False
     if expected is None:
         # A file put there by hand with nothing to check it against: trust it
         # from now on, exactly like a first download.
@@ -238,28 +292,35 @@ def _existing_file_is_valid(dest: Path, expected: str | None) -> bool:
     return False
 
 
-def _check_digest(url: str, part: Path, expected: str | None, recorded: str | None, actual: str, dest: Path) -> None:
+def _check_digest(
+    url: str, part: Path, expected: str | None, recorded: str | None, prefix: str | None, actual: str, dest: Path
+) -> None:
+    """Delete the download and raise when it fails a check; `dest` is then left as it was."""
     if expected is not None and actual != expected:
-        part.unlink(missing_ok=True)
-        raise SisrError(
-            f"{url}: checksum mismatch: expected sha256 {expected}, got {actual}; "
-            f"the download was deleted (a changed or corrupted file on the server?)"
+        problem = f"checksum mismatch: expected sha256 {expected}, got {actual}"
+    elif prefix is not None and not actual.startswith(prefix):
+        problem = f"sha256 {actual} does not start with {prefix}, the checksum prefix in its name"
+    elif expected is None and recorded is not None and actual != recorded:
+        problem = (
+            f"the file changed since it was first downloaded: sha256 {actual}, recorded {recorded} in "
+            f"{recorded_sha256_path(dest)} (delete that record to trust the new file)"
         )
-    if expected is None and recorded is not None and actual != recorded:
-        part.unlink(missing_ok=True)
-        raise SisrError(
-            f"{url}: the file changed since it was first downloaded: sha256 {actual}, "
-            f"recorded {recorded} in {recorded_sha256_path(dest)}; delete that record "
-            f"to trust the new file"
-        )
+    else:
+        return
+    part.unlink(missing_ok=True)
+    kept = f"{dest} is left as it was" if dest.exists() else "nothing was kept"
+    raise SisrError(
+        f"{url}: {problem}; the download was deleted and {kept} (a changed or corrupted file on the server?); "
+        f"the next attempt downloads it again"
+    )
 
 
 def _fetch_with_retries(
-    url: str, part: Path, dest: Path, progress: bool, timeout: float, retries: int, expected: str | None
+    url: str, part: Path, dest: Path, progress: bool, timeout: float, retries: int, check: _Check
 ) -> str:
     for attempt in range(retries + 1):
         try:
-            return _fetch_once(url, part, dest, progress, timeout, expected)
+            return _fetch_once(url, part, dest, progress, timeout, check)
         except _Interrupted as interruption:
             kept = part.stat().st_size if part.exists() else 0
             if attempt == retries:
@@ -279,14 +340,14 @@ def _fetch_with_retries(
     raise AssertionError("unreachable")
 
 
-def _fetch_once(url: str, part: Path, dest: Path, progress: bool, timeout: float, expected: str | None) -> str:
+def _fetch_once(url: str, part: Path, dest: Path, progress: bool, timeout: float, check: _Check) -> str:
     """One HTTP request; appends to `part` when the server honours Range."""
     offset = part.stat().st_size if part.exists() else 0
-    response = _open(url, offset, dest, timeout, expected)
+    response = _open(url, offset, dest, timeout, check)
     if response is None:  # 416: the part file is no prefix of the file; start over
         part.unlink()
         offset = 0
-        response = _open(url, 0, dest, timeout, expected)
+        response = _open(url, 0, dest, timeout, check)
         assert response is not None
     with response:
         if offset and response.status == 206 and not _resumes_at(response, offset):
@@ -322,7 +383,7 @@ def _fetch_once(url: str, part: Path, dest: Path, progress: bool, timeout: float
     return hasher.hexdigest()
 
 
-def _open(url: str, offset: int, dest: Path, timeout: float, expected: str | None) -> http.client.HTTPResponse | None:
+def _open(url: str, offset: int, dest: Path, timeout: float, check: _Check) -> http.client.HTTPResponse | None:
     """Start the request; None when the server rejects the range (HTTP 416)."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if offset:
@@ -333,20 +394,19 @@ def _open(url: str, offset: int, dest: Path, timeout: float, expected: str | Non
         error.close()
         if error.code == 416 and offset:
             return None
-        raise SisrError(
-            f"{url}: the server answered HTTP {error.code} {error.reason}. {_by_hand(url, dest, expected)}"
+        raise Unreachable(
+            f"{url}: the server answered HTTP {error.code} {error.reason}. {_by_hand(url, dest, check)}"
         ) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
         host = urllib.parse.urlsplit(url).netloc or url
-        raise SisrError(
-            f"cannot reach {host} ({reason}): this machine looks offline. {_by_hand(url, dest, expected)}"
+        raise Unreachable(
+            f"cannot reach {host} ({reason}): this machine looks offline. {_by_hand(url, dest, check)}"
         ) from None
 
 
-def _by_hand(url: str, dest: Path, expected: str | None) -> str:
-    check = f" (its sha256 must be {expected})" if expected else ""
-    return f"To continue without network, download {url} elsewhere and copy it to {dest}{check}."
+def _by_hand(url: str, dest: Path, check: _Check) -> str:
+    return f"To continue without network, download {url} elsewhere and copy it to {dest}{check.advice()}."
 
 
 def _resumes_at(response, offset: int) -> bool:

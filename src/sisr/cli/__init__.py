@@ -8,11 +8,14 @@ numpy, the library's modules) happen inside the command's function, so
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..errors import SisrError
@@ -31,6 +34,14 @@ COMMANDS = [
     "plot",
     "bench",
 ]
+
+EXIT_STATUSES = """\
+exit status: 0 done; 1 an error (one line on stderr); 130 stopped by Ctrl-C
+(SIGINT) and 143 by SIGTERM (128 + the signal's number, the shell's
+convention); 141 when the reader of the output went away (`sisr models | head`).
+Either signal stops every command cleanly: no half-written output is left, and
+training saves a checkpoint that the same command continues from.
+"""
 
 # Where a parse notes the options already given: namespace attribute, removed before the namespace is returned.
 _GIVEN = "_sisr_options_given"
@@ -91,7 +102,12 @@ class SisrArgumentParser(argparse.ArgumentParser):
 def build_parser() -> SisrArgumentParser:
     from .. import __version__
 
-    parser = SisrArgumentParser(prog="sisr", description="Single-image super-resolution with deep residual networks.")
+    parser = SisrArgumentParser(
+        prog="sisr",
+        description="Single-image super-resolution with deep residual networks.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"sisr {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -101,7 +117,61 @@ def build_parser() -> SisrArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt: every command stops on it as on Ctrl-C.
+
+    A KeyboardInterrupt so that every clean-up written for Ctrl-C (temporary
+    files deleted, a download's `.part` kept, locks released) runs for it too.
+    """
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[Callable[[], int | None]]:
+    """SIGTERM handled as Ctrl-C for the block; yields a function naming the first of the two that came.
+
+    The exit status says which signal stopped the command (128 + its number,
+    the shell's convention), also when the command caught it itself: training
+    stops cleanly on either and returns 130. Python writes the number of every
+    signal it handles to the wakeup file descriptor, whoever the handler is,
+    so the signals are read from there. Signal handlers can only be set from
+    the main thread; elsewhere (main() called from a worker thread) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    pipe: tuple[int, int] | None = None
+    previous_fd = -1
+    if sys.platform != "win32":  # Windows takes only a socket as the wakeup descriptor
+        pipe = os.pipe()
+        for fd in pipe:
+            os.set_blocking(fd, False)
+        previous_fd = signal.set_wakeup_fd(pipe[1], warn_on_full_buffer=False)
+    arrived: list[int] = []
+
+    def first_stop_signal() -> int | None:
+        if pipe is not None:
+            with contextlib.suppress(BlockingIOError):
+                while chunk := os.read(pipe[0], 4096):
+                    arrived.extend(chunk)
+        return next((signum for signum in arrived if signum in (signal.SIGINT, signal.SIGTERM)), None)
+
+    try:
+        yield first_stop_signal
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        if pipe is not None:
+            signal.set_wakeup_fd(previous_fd)
+            for fd in pipe:
+                os.close(fd)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit status is 0, 1 for an error, 130 after Ctrl-C and 143 after SIGTERM."""
     parser = build_parser()
     args = parser.parse_args(argv)
     # sisr's own progress lines at INFO; other libraries' loggers (the ONNX optimiser's notes, say) only
@@ -112,13 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     level = log.level
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
-        return int(args.func(args) or 0)
+        with _stop_signals() as first_stop_signal:
+            code = int(args.func(args) or 0)
+            # A command that stopped cleanly on a signal returns 130 whichever it was (`sisr train`).
+            return 128 + (first_stop_signal() or signal.SIGINT) if code == 130 else code
     except SisrError as error:
         print(f"sisr {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
+        if isinstance(interruption, Terminated):
+            print(f"sisr {args.command}: stopped by SIGTERM", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print(f"sisr {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
     except BrokenPipeError:
         # The reader went away (`sisr models | head`): not an error of sisr's. Point stdout at
         # /dev/null so that Python's flush at exit does not raise again.

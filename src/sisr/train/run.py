@@ -2,7 +2,8 @@
 
 A run owns an output folder: `checkpoint.pt`, `best.safetensors`,
 `last.safetensors`, `log.jsonl`, `config.toml` (the resolved configuration)
-and, with the tensorboard extra, `tensorboard/`. It continues from its
+and, with the tensorboard extra, `tensorboard/`; one run at a time, which
+holds the folder's `.lock` while it runs. It continues from its
 checkpoint when started again, and a run that is killed and resumed ends with
 the same weights, bit for bit on CPU, as one that never stopped: checkpoints
 hold every random generator and the position in the data as well as the
@@ -33,7 +34,7 @@ from torch import nn
 
 from ..data.training import PatchSamples, patch_loader
 from ..errors import SisrError
-from ..files import atomic_write
+from ..files import atomic_write, folder_lock, remove_stale_temporaries
 from ..models import ModelSpec
 from . import distributed
 from .checkpoint import (
@@ -45,7 +46,7 @@ from .checkpoint import (
     save_checkpoint,
     spec_state,
 )
-from .config import TrainConfig
+from .config import FinetuneConfig, TrainConfig
 from .data import TrainingData
 from .distributed import DistributedContext
 from .logging import LOG_NAME, RunLog
@@ -122,10 +123,12 @@ def seed_everything(seed: int) -> None:
 
 
 def run_in_context(config: TrainConfig, run: Callable[[DistributedContext], TrainResult]) -> TrainResult:
-    """`run(context)` with the config's thread count and a process group, both undone afterwards.
+    """`run(context)` with the config's thread count, a process group and the output folder's lock.
 
     The group is torn down only if this call set it up: a caller that
-    initialised torch.distributed itself keeps it.
+    initialised torch.distributed itself keeps it. Rank 0 holds the lock of
+    the output folder for the whole run (see `claim_out_dir`); when another
+    run holds it, every rank stops here.
     """
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     threads = torch.get_num_threads()
@@ -133,7 +136,9 @@ def run_in_context(config: TrainConfig, run: Callable[[DistributedContext], Trai
         torch.set_num_threads(config.train.threads)
     context = distributed.setup(config.train.device)
     try:
-        return run(context)
+        with contextlib.ExitStack() as held:
+            distributed.on_main(context, lambda: held.enter_context(claim_out_dir(config)))
+            return run(context)
     finally:
         if owns_group:
             distributed.teardown(context)
@@ -166,6 +171,23 @@ class RunOptions:
             path = out_dir / CHECKPOINT_NAME
             return path if path.is_file() else None
         return Path(self.resume)
+
+
+@contextlib.contextmanager
+def claim_out_dir(config: TrainConfig) -> Iterator[Path]:
+    """Hold the output folder's lock for the run, and clear what killed runs left in it.
+
+    A second run into the same folder would mix its checkpoint, weights and
+    log with the first's, and might resume the first's checkpoint under its own
+    options: it is refused, naming the process that holds the folder. The lock
+    of a killed run is taken over.
+    """
+    out_dir = config.out_dir
+    command = "sisr finetune" if isinstance(config, FinetuneConfig) else "sisr train"
+    advice = "wait for it to end (or stop it), or choose another --out (train.out)"
+    with folder_lock(out_dir, command, advice):
+        remove_stale_temporaries(out_dir)
+        yield out_dir
 
 
 def check_out_dir(out_dir: Path) -> None:

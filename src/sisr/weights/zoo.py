@@ -7,13 +7,15 @@ TensorFlow reference code). On first use the published file is downloaded
 weight file `cache_dir()/weights/<name>.safetensors` that records where it
 came from and under which licence, and from then on loaded directly.
 
-Checksums: the official EDSR files carry the first 8 hex digits of their
-sha256 in their names (the torch.hub naming convention); that prefix is
-checked. Krasser's archives have no published checksum anywhere, so the
-first download is trusted and its hash recorded (trust on first use, see
-`sisr.download`); later downloads must match it. Every conversion is
-also checked against the architecture the entry advertises, so a file of the
-wrong network is refused rather than cached.
+Checksums: every download must be pinned by a full sha256 recorded here.
+An entry without one is refused, naming the entry, unless the user trusts it
+explicitly (`sisr download NAME --trust-unpinned`, or `SISR_TRUST_UNPINNED=1`
+for any command): the first download's hash is then recorded beside it and
+every later download must match it (trust on first use, see `sisr.download`).
+The official EDSR files also carry the first 8 hex digits of their sha256 in
+their names (the torch.hub naming convention), which is checked in addition.
+Every conversion is also checked against the architecture the entry
+advertises, so a file of the wrong network is refused rather than cached.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import shutil
-import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +30,19 @@ from typing import Any
 
 import torch
 
-from ..download import cache_dir, download, downloads_dir, extract, recorded_sha256_path, sha256_of_file
+from ..download import (
+    TRUST_UNPINNED_ENV_VAR,
+    Unreachable,
+    cache_dir,
+    download,
+    downloads_dir,
+    extract,
+    recorded_sha256_path,
+    sha256_of_file,
+    trust_unpinned_from_env,
+)
 from ..errors import SisrError
+from ..files import temporary_folder
 from ..model import SRModel
 from ..models import ModelSpec
 from .native import load_weight_file, save_model
@@ -44,9 +55,10 @@ class ZooEntry:
     """One published weight file: where it is, what network it holds, under which licence.
 
     `arch` and `args` are what the conversion must yield (checked on arrival);
-    `preset` names the sisr preset of the same architecture. Exactly one of
-    `sha256` (a published full checksum) and `sha256_prefix` (the prefix a file
-    name carries) is set, or neither, with `checksum_note` saying why.
+    `preset` names the sisr preset of the same architecture. `sha256` pins the
+    file; without it the entry is downloaded only when the user trusts it
+    explicitly, and `checksum_note` says why there is none. `sha256_prefix`
+    (the prefix a file name carries) is checked as well where there is one.
     """
 
     name: str
@@ -76,6 +88,11 @@ class ZooEntry:
         """The downloaded file's name: the last part of its URL."""
         return Path(urllib.parse.urlsplit(self.url).path).name
 
+    @property
+    def pinned(self) -> bool:
+        """Whether the repository records the file's full sha256."""
+        return self.sha256 is not None
+
 
 # --- the registry --------------------------------------------------------------------------
 
@@ -85,6 +102,10 @@ ZOO: dict[str, ZooEntry] = {}
 def _register(entry: ZooEntry) -> None:
     if entry.name in ZOO:
         raise ValueError(f"zoo entry {entry.name!r} registered twice")
+    if entry.sha256 and entry.sha256_prefix and not entry.sha256.startswith(entry.sha256_prefix):
+        raise ValueError(f"zoo entry {entry.name!r}: sha256 does not start with its sha256_prefix")
+    if not entry.sha256 and not entry.checksum_note:
+        raise ValueError(f"zoo entry {entry.name!r}: no sha256, and no checksum_note saying why")
     ZOO[entry.name] = entry
 
 
@@ -92,8 +113,8 @@ _OFFICIAL_LICENCE = "MIT (github.com/sanghyun-son/EDSR-PyTorch, LICENSE)"
 _OFFICIAL_BASE = "https://cv.snu.ac.kr/research/EDSR/models/"
 # File names from EDSR-PyTorch src/model/edsr.py (`url` dict). Their 8 hex digits follow the
 # torch.hub naming convention (first 8 hex digits of the file's sha256). No full sha256 is
-# published, and EDSR-PyTorch itself loads them with load_url(check_hash=False), so the prefix
-# is the only checksum there is; a mismatch is reported, never silently accepted.
+# published (EDSR-PyTorch itself loads them with load_url(check_hash=False)), and none has been
+# measured here yet: these entries need --trust-unpinned until one is recorded in `sha256`.
 _OFFICIAL_FILES = {
     ("edsr-baseline", 2): "edsr_baseline_x2-1bc95232.pt",
     ("edsr-baseline", 3): "edsr_baseline_x3-abf2a44e.pt",
@@ -135,6 +156,7 @@ for (_family, _scale), _file in _OFFICIAL_FILES.items():
                 f"(EDSR-PyTorch release), trained on DIV2K bicubic; works on 0..255 values"
             ),
             sha256_prefix=_file.rsplit("-", 1)[1].split(".")[0],
+            checksum_note="only the first 8 hex digits of its sha256 are published, in its name",
             reported={"DIV2K val (RGB), EDSR-PyTorch README": _OFFICIAL_DIV2K_PSNR[(_family, _scale)]},
         )
     )
@@ -143,10 +165,7 @@ _KRASSER_LICENCE = "Apache-2.0 (github.com/krasserm/super-resolution)"
 _KRASSER_BASE = "https://martin-krasser.de/sisr/"
 # The archives and the paths inside them are those of the krasserm/super-resolution README
 # ("Pre-trained weights", `model.load_weights('weights/...')`) and example-srgan.ipynb.
-_KRASSER_NO_CHECKSUM = (
-    "no checksum is published for Krasser's archives: the first download's sha256 is "
-    "recorded and enforced (trust on first use)"
-)
+_KRASSER_NO_CHECKSUM = "no checksum is published for Krasser's archives"
 
 _register(
     ZooEntry(
@@ -252,32 +271,39 @@ def is_cached(entry: ZooEntry) -> bool:
 # --- fetching and converting -------------------------------------------------------------------
 
 
-def _check_hash_prefix(entry: ZooEntry, path: Path) -> None:
-    """The downloaded file's recorded sha256 must start with the prefix its name carries."""
-    record = recorded_sha256_path(path)
-    words = record.read_text(encoding="utf-8").split() if record.is_file() else []
-    digest = words[0].lower() if words else ""
-    if not digest.startswith(entry.sha256_prefix or ""):
-        path.unlink(missing_ok=True)
-        record.unlink(missing_ok=True)
-        raise SisrError(
-            f"{entry.url}: sha256 {digest or '(none recorded)'} does not start with {entry.sha256_prefix}, the "
-            f"checksum prefix in its name; the download was deleted (a changed or corrupted file?)"
-        )
+def check_pinned(entry: ZooEntry, trust: bool | None = None) -> None:
+    """Refuse to download an entry that no full sha256 pins, unless the user trusts it (`trust`, else the env).
+
+    Such a file could be anything the server sends; trusting it records the
+    hash of what arrives, which every later download must then match.
+    """
+    if entry.pinned or (trust_unpinned_from_env() if trust is None else trust):
+        return
+    raise SisrError(
+        f"pretrained model {entry.name!r}: sisr records no full sha256 for {entry.url} "
+        f"({entry.checksum_note or 'none published'}), so its download cannot be verified. To download it "
+        f"anyway and record the sha256 of what arrives (every later download must match it): "
+        f"`sisr download {entry.name} --trust-unpinned`, or {TRUST_UNPINNED_ENV_VAR}=1 for any command"
+    )
 
 
-def _fetch_source(entry: ZooEntry, progress: bool) -> Path:
-    dest = source_path(entry)
+def _fetch_source(entry: ZooEntry, progress: bool, force: bool) -> Path:
     try:
-        path = download(entry.url, dest, entry.sha256, progress=progress)
-    except SisrError as error:
-        check = f" Its sha256 must start with {entry.sha256_prefix}." if entry.sha256_prefix else ""
+        return download(
+            entry.url,
+            source_path(entry),
+            entry.sha256,
+            sha256_prefix=entry.sha256_prefix,
+            force=force,
+            progress=progress,
+        )
+    except Unreachable as error:
+        again = "" if entry.pinned else f" (with --trust-unpinned or {TRUST_UNPINNED_ENV_VAR}=1 again)"
         raise SisrError(
-            f"pretrained model {entry.name!r}: {error}{check} The next run converts it from there."
+            f"pretrained model {entry.name!r}: {error} The next run{again} converts it from there."
         ) from None
-    if entry.sha256_prefix:
-        _check_hash_prefix(entry, path)
-    return path
+    except SisrError as error:
+        raise SisrError(f"pretrained model {entry.name!r}: {error}") from None
 
 
 def _weight_file_in(root: Path, entry: ZooEntry, archive: Path) -> Path:
@@ -324,21 +350,24 @@ def _convert(entry: ZooEntry, weight_file: Path, downloaded: Path, dst: Path) ->
     return save_model(model, dst, spec=spec, metadata=metadata, overwrite=True)
 
 
-def fetch_pretrained(name: str, *, force: bool = False, progress: bool = True) -> Path:
+def fetch_pretrained(
+    name: str, *, force: bool = False, progress: bool = True, trust_unpinned: bool | None = None
+) -> Path:
     """The converted sisr weight file of zoo entry `name`, downloading and converting it if need be.
 
-    `force` downloads and converts again even when both are cached. On an
-    offline machine the error names the URL and the exact path to copy the
-    file to; the next call then converts it from there.
+    `force` downloads and converts again even when both are cached; the
+    cached files are replaced only by a download that passed its checks and
+    a conversion that succeeded. An entry without a full sha256 is downloaded
+    only with `trust_unpinned` (None: `$SISR_TRUST_UNPINNED`). On an offline
+    machine the error names the URL and the exact path to copy the file to;
+    the next call then converts it from there.
     """
     entry = get_pretrained(name)
     dst = converted_path(entry)
-    if force:
-        dst.unlink(missing_ok=True)
-        source_path(entry).unlink(missing_ok=True)
-    if dst.is_file():
+    if dst.is_file() and not force:
         return dst
-    downloaded = _fetch_source(entry, progress)
+    check_pinned(entry, trust_unpinned)
+    downloaded = _fetch_source(entry, progress, force)
     try:
         path = _unpack_and_convert(entry, downloaded, dst)
     except SisrError as error:
@@ -354,14 +383,10 @@ def fetch_pretrained(name: str, *, force: bool = False, progress: bool = True) -
 def _unpack_and_convert(entry: ZooEntry, downloaded: Path, dst: Path) -> Path:
     if entry.member is None:
         return _convert(entry, downloaded, downloaded, dst)
-    weights_dir().mkdir(parents=True, exist_ok=True)
     # A private folder per call: two processes converting at once do not share half-unpacked files.
-    unpacked = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".unpacked", dir=weights_dir()))
-    try:
+    with temporary_folder(weights_dir(), f"{entry.name}.unpacked") as unpacked:
         extract(downloaded, unpacked / "archive")
         return _convert(entry, _weight_file_in(unpacked / "archive", entry, downloaded), downloaded, dst)
-    finally:
-        shutil.rmtree(unpacked, ignore_errors=True)
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu", *, progress: bool = True) -> SRModel:
@@ -371,4 +396,5 @@ def load_pretrained(name: str, device: str | torch.device = "cpu", *, progress: 
     try:
         return load_weight_file(path, device, name=entry.name, source="zoo", licence=entry.licence)
     except SisrError as error:
-        raise SisrError(f"{error}; `sisr download {name} --force` fetches and converts it again") from None
+        trust = "" if entry.pinned else " --trust-unpinned"
+        raise SisrError(f"{error}; `sisr download {name} --force{trust}` fetches and converts it again") from None
