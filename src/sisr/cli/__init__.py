@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import SisrError
@@ -130,44 +130,20 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def _stop_signals() -> Iterator[Callable[[], int | None]]:
-    """SIGTERM handled as Ctrl-C for the block; yields a function naming the first of the two that came.
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM handled as Ctrl-C for the block (training installs its own handler for both while it runs).
 
-    The exit status says which signal stopped the command (128 + its number,
-    the shell's convention), also when the command caught it itself: training
-    stops cleanly on either and returns 130. Python writes the number of every
-    signal it handles to the wakeup file descriptor, whoever the handler is,
-    so the signals are read from there. Signal handlers can only be set from
-    the main thread; elsewhere (main() called from a worker thread) nothing changes.
+    Signal handlers can only be set from the main thread; elsewhere (main()
+    called from a worker thread) nothing changes.
     """
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: None
+        yield
         return
-    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
-    pipe: tuple[int, int] | None = None
-    previous_fd = -1
-    if sys.platform != "win32":  # Windows takes only a socket as the wakeup descriptor
-        pipe = os.pipe()
-        for fd in pipe:
-            os.set_blocking(fd, False)
-        previous_fd = signal.set_wakeup_fd(pipe[1], warn_on_full_buffer=False)
-    arrived: list[int] = []
-
-    def first_stop_signal() -> int | None:
-        if pipe is not None:
-            with contextlib.suppress(BlockingIOError):
-                while chunk := os.read(pipe[0], 4096):
-                    arrived.extend(chunk)
-        return next((signum for signum in arrived if signum in (signal.SIGINT, signal.SIGTERM)), None)
-
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        yield first_stop_signal
+        yield
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-        if pipe is not None:
-            signal.set_wakeup_fd(previous_fd)
-            for fd in pipe:
-                os.close(fd)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,10 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     level = log.level
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
-        with _stop_signals() as first_stop_signal:
-            code = int(args.func(args) or 0)
-            # A command that stopped cleanly on a signal returns 130 whichever it was (`sisr train`).
-            return 128 + (first_stop_signal() or signal.SIGINT) if code == 130 else code
+        with _sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except SisrError as error:
         print(f"sisr {args.command}: error: {error}", file=sys.stderr)
         return 1

@@ -110,7 +110,8 @@ def flag_values(args: argparse.Namespace, flag_keys: dict[str, str]) -> dict:
 
 
 def run_stage(args: argparse.Namespace, config, stage) -> int:
-    """Print the configuration or run the stage (`train` or `finetune`); 130 when interrupted."""
+    """Print the configuration or run the stage (`train` or `finetune`); 128 + the signal when one stopped it."""
+    import signal
     from pathlib import Path
 
     from ..errors import SisrError
@@ -121,7 +122,9 @@ def run_stage(args: argparse.Namespace, config, stage) -> int:
     if isinstance(args.resume, str) and not Path(args.resume).is_file():
         raise SisrError(f"--resume {args.resume}: no such checkpoint")
     result = stage(config, resume=args.resume, fresh=args.fresh, progress_bar=False if args.no_progress else None)
-    return 130 if result.interrupted else 0
+    if not result.interrupted:
+        return 0
+    return 128 + (result.stop_signal or signal.SIGINT)  # 130 after Ctrl-C, 143 after SIGTERM
 
 
 def resolve_config(args: argparse.Namespace):

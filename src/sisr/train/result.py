@@ -40,6 +40,7 @@ class TrainResult:
     model: nn.Module = field(repr=False)
     spec: ModelSpec
     discriminator: nn.Module | None = field(default=None, repr=False)  # the GAN stage's
+    stop_signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM), where one did
 
     @property
     def completed(self) -> bool:

@@ -595,6 +595,7 @@ class TrainingRun:
             model=network.eval(),
             spec=self.spec,
             discriminator=discriminator.eval() if discriminator is not None else None,
+            stop_signal=self.stop.signum if interrupted else None,
         )
         self.log.record(
             "end",

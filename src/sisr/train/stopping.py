@@ -21,12 +21,14 @@ class StopRequest:
     def __init__(self) -> None:
         self.requested = False
         self.signal_name = ""
+        self.signum: int | None = None  # the signal that asked, for the command's exit status
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
+        self.signum = signum
         self.signal_name = signal.Signals(signum).name
         log.warning(
             "%s received: stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)",
