@@ -115,3 +115,10 @@ def test_exif_orientation_is_applied_as_viewers_do(tmp_path: Path, orientation: 
     exif[0x0112] = orientation
     Image.fromarray(stored).save(tmp_path / "phone.png", exif=exif)  # lossless, so pixels can be compared
     assert np.array_equal(read_image(tmp_path / "phone.png"), turn(stored))
+
+
+def test_a_16_bit_tiff_that_stores_white_as_zero_is_read_as_viewers_show_it(tmp_path: Path) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    grey = np.array([[0, 1000, 65535]], dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "inverted.tif", 65535 - grey, photometric="miniswhite")
+    np.testing.assert_array_equal(read_image(tmp_path / "inverted.tif"), grey)  # as Pillow does for 8-bit

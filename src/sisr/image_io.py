@@ -8,11 +8,23 @@ Photos are read the way viewers show them: an EXIF orientation (a phone
 held upright stores its pixels sideways) is applied. A colour profile (ICC,
 e.g. a phone's Display P3) is read by `read_icc_profile` and written back by
 `write_image(..., icc_profile=...)`, so an upscaled photo keeps its colours.
+
+Files come from strangers, so `read_image` reads a file's declared size
+before it decodes a pixel and refuses images over `max_input_pixels()`: a
+778 KB PNG can declare 20000 x 20000 16-bit pixels (800 MB), and Pillow's own
+guard covers only what Pillow decodes (not pypng's 16-bit PNGs nor
+tifffile's TIFFs). Images of several frames (animated GIF, APNG and WebP,
+multi-page TIFF) are refused by name rather than read from their first frame.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import threading
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,25 +36,77 @@ if TYPE_CHECKING:
 from .errors import SisrError
 from .files import atomic_path, check_writable
 
+# What sisr writes (and reads); READ_SUFFIXES adds what it reads only (GIF: 256 colours, a poor output).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
+READ_SUFFIXES = (*IMAGE_SUFFIXES, ".gif")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, both byte orders
+
+# Pillow decodes these and no others: an image named .png may be any format, and Pillow's rarer
+# decoders (EPS runs Ghostscript) are more than a stranger's file should reach. JPEG includes MPO.
+_PILLOW_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
+
+MAX_INPUT_PIXELS = 200_000_000
+"""The largest input image `read_image` decodes, in pixels (width x height), unless told otherwise.
+
+Above every single-shot camera (the largest medium-format sensors give 150
+megapixels) and a 16000 x 12000 scan (192 MP), yet it bounds what one file can
+make sisr allocate: at most 1.6 GB decoded (16-bit RGBA, 8 bytes a pixel;
+600 MB for 8-bit RGB). `SISR_MAX_PIXELS` in the environment, `sisr upscale
+--max-pixels N` or `read_image(path, max_pixels=N)` set another; 0 = no limit.
+"""
+MAX_PIXELS_VARIABLE = "SISR_MAX_PIXELS"
+_RAISE_IT = f"--max-pixels N (sisr upscale), {MAX_PIXELS_VARIABLE}=N or read_image(..., max_pixels=N); 0 = no limit"
 
 
-def _png_bit_depth(path: Path) -> int | None:
-    with open(path, "rb") as handle:
-        head = handle.read(26)
-    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE):
-        return None
-    return head[24]
+def max_input_pixels() -> int:
+    """The limit in force: `$SISR_MAX_PIXELS` when set, else MAX_INPUT_PIXELS; 0 = none."""
+    text = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+    if not text:
+        return MAX_INPUT_PIXELS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise SisrError(f"{MAX_PIXELS_VARIABLE}={text!r}: expected a whole number of pixels (0 = no limit)")
+    return value
 
 
-def _read_png16(path: Path) -> np.ndarray:
+def _check_limit(max_pixels: int) -> int:
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 0:
+        raise SisrError(f"max_pixels={max_pixels!r}: expected a whole number of pixels (0 = no limit)")
+    return max_pixels
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """Refuse an image whose declared size is over the limit, before a pixel of it is decoded."""
+    if max_pixels and width * height > max_pixels:
+        raise SisrError(
+            f"{path}: {width}x{height} pixels ({width * height / 1e6:.1f} megapixels) is over the limit of "
+            f"{max_pixels / 1e6:g} megapixels for an input image, a guard against decompression bombs; "
+            f"if the file is trusted, raise it with {_RAISE_IT}"
+        )
+
+
+def _read_png16(path: Path, max_pixels: int) -> np.ndarray:
+    """A 16-bit PNG through pypng (Pillow truncates 16-bit colour), its size checked before any row."""
     import png
 
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-    planes = info["planes"]
-    array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
-    return array[:, :, 0] if planes == 1 else array
+    with open(path, "rb") as handle:
+        reader = png.Reader(file=handle)
+        reader.preamble()  # the chunks before the pixels: IHDR's width and height
+        _check_pixels(path, reader.width, reader.height, max_pixels)
+        width, height, rows, info = reader.asDirect()
+        planes = info["planes"]
+        image = np.empty((height, width * planes), dtype=np.uint16)  # filled in place: one copy, not two
+        filled = 0
+        for filled, row in enumerate(rows, start=1):
+            image[filled - 1] = row
+        if filled != height:
+            raise SisrError(f"{path}: not a readable image ({filled} of {height} rows)")
+    image = image.reshape(height, width, planes)
+    return image[:, :, 0] if planes == 1 else image
 
 
 def _png_with_icc(encoded: bytes, profile: bytes) -> bytes:
@@ -56,56 +120,183 @@ def _png_with_icc(encoded: bytes, profile: bytes) -> bytes:
     return encoded[:end_of_ihdr] + chunk + encoded[end_of_ihdr:]
 
 
-def _read_tiff16(path: Path) -> np.ndarray | None:
-    """A 16-bit TIFF as uint16 (HxW or HxWxC); None for other TIFFs, which Pillow reads well."""
+def _read_tiff(path: Path, max_pixels: int) -> np.ndarray | None:
+    """A TIFF checked (size, one image) and, if 16-bit, decoded; None for 8-bit ones, which Pillow reads well.
+
+    Pages marked as reduced-resolution copies (previews, pyramids) do not
+    count as images of their own; a second full page (a scan's next sheet, a
+    stack) does.
+    """
     import tifffile
 
-    with tifffile.TiffFile(path) as tiff:
+    with _quiet_tifffile(), tifffile.TiffFile(path) as tiff:
         page = tiff.pages[0]
+        _check_pixels(path, page.imagewidth, page.imagelength, max_pixels)
+        full_pages = 0
+        for other in tiff.pages:
+            full_pages += not other.subfiletype & 1
+            if full_pages > 1:
+                raise _several_frames(path, "a TIFF", len(tiff.pages), "pages")
+        if page.imagedepth > 1:
+            raise SisrError(f"{path}: a volume of {page.imagedepth} slices; sisr reads 2-D images")
         if page.dtype != np.uint16:
             return None
+        photometric = int(page.photometric)
+        if photometric not in (0, 1, 2) or page.samplesperpixel > 4:  # grey (either way up) and RGB
+            raise SisrError(
+                f"{path}: 16-bit TIFF of photometric interpretation {photometric} with {page.samplesperpixel} "
+                "samples a pixel; sisr reads 16-bit grey and RGB, with or without alpha"
+            )
         image = page.asarray()
-    if image.ndim == 3 and image.shape[0] in (3, 4) and image.shape[2] not in (3, 4):
-        image = np.moveaxis(image, 0, -1)  # planar storage
+        planar = int(page.planarconfig) == 2
+    if image.ndim == 3 and planar:
+        image = np.moveaxis(image, 0, -1)  # stored plane by plane
+    if photometric == 0:  # MINISWHITE: 0 is white
+        image = image if image.flags.writeable else image.copy()
+        grey = image[..., 0] if image.ndim == 3 else image
+        np.subtract(np.iinfo(np.uint16).max, grey, out=grey)
     return image
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file; a missing or unreadable file is a SisrError that names it."""
-    from PIL import Image, UnidentifiedImageError
+class _Drop(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+_DROP = _Drop()
+
+
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """tifffile logs each oddity of a damaged file as it parses; sisr reports the file in one line of its own."""
+    logger = logging.getLogger("tifffile")
+    logger.addFilter(_DROP)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_DROP)
+
+
+def _several_frames(path: Path, what: str, count: int, unit: str = "frames") -> SisrError:
+    return SisrError(
+        f"{path}: {what} of {count} {unit}; sisr upscales still images, not one frame of many "
+        "(save the frame you want as a PNG first)"
+    )
+
+
+# Pillow's own bomb guard is a module global: one thread at a time may set it aside for sisr's.
+_PILLOW_LIMIT = threading.Lock()
+
+
+def _read_pillow(path: Path, max_pixels: int, deep_png: bool) -> np.ndarray | None:
+    """Decode with Pillow after checking the size and frames; None for a 16-bit PNG, which pypng reads.
+
+    Pillow warns above 89 megapixels and refuses images above 179,
+    before sisr sees the size; sisr's limit is the one that holds, so the
+    warning is silenced and, for an image Pillow refuses, its guard is lifted
+    while the header is read (under a lock: the setting is global), then set
+    to sisr's limit while the pixels are decoded.
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # "Corrupt EXIF data", "Truncated File Read": a damaged file is reported in one line of sisr's own
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        try:
+            return _decode_pillow(path, max_pixels, deep_png, set_guard=False)
+        except Image.DecompressionBombError:
+            pass
+        with _PILLOW_LIMIT:
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                return _decode_pillow(path, max_pixels, deep_png, set_guard=True)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+
+
+def _decode_pillow(path: Path, max_pixels: int, deep_png: bool, set_guard: bool) -> np.ndarray | None:
+    from PIL import Image
+
+    with Image.open(path, formats=_PILLOW_FORMATS) as opened:
+        _check_pixels(path, opened.width, opened.height, max_pixels)
+        _check_one_frame(path, opened)
+        if deep_png and opened.format == "PNG":
+            return None
+        if set_guard and max_pixels:
+            Image.MAX_IMAGE_PIXELS = -(-max_pixels // 2)  # Pillow refuses above twice its setting
+        opened.load()
+        return _as_stored(path, opened)
+
+
+def _check_one_frame(path: Path, opened: Image.Image) -> None:
+    """Refuse animations: upscaling their first frame alone would lose the rest without a word."""
+    if opened.format in ("MPO", "TIFF"):  # MPO: a photo and its previews or depth maps; TIFF: see _read_tiff
+        return
+    frames = getattr(opened, "n_frames", 1)
+    if frames > 1:
+        names = {"GIF": "an animated GIF", "PNG": "an animated PNG", "WEBP": "an animated WebP"}
+        what = names.get(str(opened.format), f"a {opened.format} image")
+        raise _several_frames(path, what, frames)
+
+
+def _as_stored(path: Path, opened: Image.Image) -> np.ndarray:
+    """A decoded Pillow image as uint8 / uint16 grey, RGB or RGBA, turned upright."""
+    image = upright(opened)
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(image, dtype=np.uint16)
+    if image.mode in ("I", "F"):
+        raise SisrError(f"{path}: {image.mode} (32-bit) images are not supported; save it as 8 or 16 bit")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif image.mode in ("LA", "PA", "RGBa"):
+        image = image.convert("RGBA")
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode not in ("L", "RGB", "RGBA"):
+        image = image.convert("RGB")
+    return np.array(image)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image file as stored; a missing, damaged, too large or animated one is a SisrError naming it.
+
+    `max_pixels`: the most pixels (width x height) to decode; None = `max_input_pixels()`
+    (200 megapixels unless $SISR_MAX_PIXELS says otherwise), 0 = no limit.
+    """
+    from PIL import UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise SisrError(f"{path}: no such file")
+    limit = max_input_pixels() if max_pixels is None else _check_limit(max_pixels)
     try:
-        if _png_bit_depth(path) == 16:
-            return _read_png16(path)
-        if path.suffix.lower() in (".tif", ".tiff"):
-            tiff = _read_tiff16(path)
-            if tiff is not None:
-                return tiff
-        with Image.open(path) as opened:
-            opened.load()
-            image = upright(opened)
-            if image.mode in ("I;16", "I;16B", "I;16L"):
-                return np.asarray(image, dtype=np.uint16)
-            if image.mode in ("I", "F"):
-                raise SisrError(f"{path}: {image.mode} (32-bit) images are not supported; save it as 8 or 16 bit")
-            if image.mode == "P":
-                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-            elif image.mode in ("LA", "PA", "RGBa"):
-                image = image.convert("RGBA")
-            elif image.mode == "1":
-                image = image.convert("L")
-            elif image.mode not in ("L", "RGB", "RGBA"):
-                image = image.convert("RGB")
-            return np.array(image)
+        with open(path, "rb") as handle:
+            head = handle.read(32)
+        if head.startswith(_TIFF_SIGNATURES):
+            deep = _read_tiff(path, limit)
+            if deep is not None:
+                return deep
+        deep_png = head.startswith(_PNG_SIGNATURE) and len(head) > 24 and head[24] == 16  # IHDR's bit depth
+        image = _read_pillow(path, limit, deep_png)
+        return _read_png16(path, limit) if image is None else image
     except SisrError:
         raise
+    except MemoryError:
+        raise SisrError(
+            f"{path}: not enough memory to decode it; a lower limit ({_RAISE_IT}) refuses it first"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise SisrError(f"{path}: not a readable image ({error})") from None
+        raise SisrError(f"{path}: not a readable image ({_one_line(error)})") from None
     except Exception as error:  # decoders raise a zoo of types on damaged files
-        raise SisrError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
+        raise SisrError(f"{path}: not a readable image ({type(error).__name__}: {_one_line(error)})") from None
+
+
+def _one_line(error: BaseException) -> str:
+    """A decoder's message fit for one line: some carry newlines, some a whole buffer."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def upright(image: Image.Image) -> Image.Image:
@@ -129,8 +320,19 @@ def read_icc_profile(path: str | os.PathLike) -> bytes | None:
     from PIL import Image
 
     try:
-        with Image.open(path) as image:  # reads the header only
-            profile = image.info.get("icc_profile")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                with Image.open(path, formats=_PILLOW_FORMATS) as image:  # the header only
+                    profile = image.info.get("icc_profile")
+            except Image.DecompressionBombError:  # nothing is decoded here: a large photo keeps its profile
+                with _PILLOW_LIMIT:
+                    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+                    try:
+                        with Image.open(path, formats=_PILLOW_FORMATS) as image:
+                            profile = image.info.get("icc_profile")
+                    finally:
+                        Image.MAX_IMAGE_PIXELS = saved
     except Exception:
         return None
     return bytes(profile) if profile else None

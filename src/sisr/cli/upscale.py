@@ -92,6 +92,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=FORMATS,
         help="output format when OUTPUT is a folder (default: the input's) or left out (default: png)",
     )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="refuse input images of more than N pixels, width x height (default 200000000, or "
+        "$SISR_MAX_PIXELS; 0 = no limit): a guard against files that declare far more pixels than they hold",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
 
@@ -103,16 +110,21 @@ class Job:
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given; folders as their image files, sorted by name."""
-    from ..image_io import IMAGE_SUFFIXES
+    """Files as given; folders as their image files, sorted by name, with the files left out named."""
+    from ..image_io import READ_SUFFIXES
 
     paths: list[Path] = []
     for text in inputs:
         path = Path(text)
         if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            images = [p for p in files if p.suffix.lower() in READ_SUFFIXES]
             if not images:
-                raise SisrError(f"{path}: folder has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise SisrError(f"{path}: folder has no image files ({', '.join(sorted(READ_SUFFIXES))})")
+            others = [p.name for p in files if p.suffix.lower() not in READ_SUFFIXES]
+            if others:
+                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                log.info("%s: left out %s (not image files sisr reads)", path, shown)
             paths.extend(images)
         else:
             paths.append(path)  # a missing file is reported when its turn comes
@@ -167,8 +179,13 @@ def _beside_inputs(sources: list[Path], scale: int, output_format: str | None, i
 
 
 def _output_name(source: Path, scale: int, output_format: str | None) -> str:
-    """photo.png -> photo-x4.png; the input's extension unless a format is given."""
-    suffix = f".{output_format}" if output_format else source.suffix
+    """photo.png -> photo-x4.png; the input's extension unless a format is given (PNG for GIF, read only)."""
+    from ..image_io import IMAGE_SUFFIXES
+
+    if output_format:
+        suffix = f".{output_format}"
+    else:
+        suffix = source.suffix if source.suffix.lower() in IMAGE_SUFFIXES else ".png"
     return f"{source.stem}-x{scale}{suffix}"
 
 
@@ -190,6 +207,16 @@ def check_tiling(args: argparse.Namespace) -> None:
         raise SisrError(f"--tile-overlap {args.tile_overlap}: must not be negative")
     if args.tile_batch < 1:
         raise SisrError(f"--tile-batch {args.tile_batch}: must be at least 1")
+
+
+def check_max_pixels(args: argparse.Namespace) -> None:
+    """--max-pixels, else $SISR_MAX_PIXELS, else the default: checked once, not once per image."""
+    from ..image_io import max_input_pixels
+
+    if args.max_pixels is None:
+        args.max_pixels = max_input_pixels()
+    elif args.max_pixels < 0:
+        raise SisrError(f"--max-pixels {args.max_pixels}: must not be negative (0 = no limit)")
 
 
 def load_network(args: argparse.Namespace) -> PreparedModel:
@@ -218,7 +245,7 @@ def upscale_file(model: PreparedModel, job: Job, args: argparse.Namespace) -> tu
     if job.source.resolve() == job.target.resolve():
         raise SisrError(f"{job.source}: the output would replace the input")
     check_writable(job.target, args.overwrite)  # before the network runs, not after
-    image = read_image(job.source)
+    image = read_image(job.source, max_pixels=args.max_pixels)
     if should_stream(job.target, image, model.scale, args.stream):
         return stream_file(model, image, job, args)
     try:
@@ -294,6 +321,7 @@ def _progress(jobs: list[Job]) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     check_tiling(args)
+    check_max_pixels(args)
     sources = expand_inputs(args.inputs)
     model = load_network(args)
     jobs = plan_jobs(sources, args.output, model.scale, args.format, args.inputs)
@@ -308,8 +336,8 @@ def run(args: argparse.Namespace) -> int:
     for job in bar if bar is not None else jobs:
         try:
             width, height = upscale_file(model, job, args)
-        except (SisrError, OSError) as error:
-            message = str(error) if isinstance(error, SisrError) else f"{job.source}: {error}"
+        except Exception as error:  # whatever one image does, the others are still upscaled
+            message = _failure(job, error, args)
             if len(jobs) == 1:
                 raise SisrError(message) from None
             failures += 1
@@ -322,6 +350,19 @@ def run(args: argparse.Namespace) -> int:
     if failures:
         raise SisrError(f"{failures} of {len(jobs)} images failed")
     return 0
+
+
+def _failure(job: Job, error: Exception, args: argparse.Namespace) -> str:
+    """One line naming the input and what went wrong with it."""
+    if isinstance(error, SisrError):
+        return str(error)
+    if isinstance(error, MemoryError):
+        hint = "a smaller --tile" if args.tile else "--tile 256"
+        return f"{job.source}: out of memory; try {hint}, --stream with a .tif output, or a lower --max-pixels"
+    if isinstance(error, OSError):
+        return f"{job.source}: {error}"
+    log.debug("%s failed", job.source, exc_info=True)  # a fault of sisr's own: its traceback at DEBUG level
+    return f"{job.source}: failed ({type(error).__name__}: {error})"
 
 
 def _report(line: str, bar: Any) -> None:

@@ -7,6 +7,12 @@ are errors that name the key, so a typo never silently trains the wrong thing.
 
 `sisr finetune` reads the same options plus a [gan] section (`FinetuneConfig`).
 
+A config file may come from anywhere, so reading it cannot crash or
+exhaust memory: a file over MAX_CONFIG_BYTES, bytes that are not UTF-8, bad
+syntax, a table where a value belongs, integers outside 64 bits (or the
+range a key allows) and floats that are not finite are each one SisrError
+naming the file and the key.
+
 Batch size: `data.batch_size` is per process. With DDP on W processes a step
 uses W x batch_size patches (the papers' 16 = 1 GPU x 16, or 2 x 8, ...).
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -36,6 +43,10 @@ else:  # Python 3.10: the `tomli` backport, if installed, reads TOML the same wa
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 CACHES = ("disk", "memory")
+
+MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few hundred bytes; a megabyte is not one
+INT_RANGE = (-(2**63), 2**63 - 1)  # what every integer option must fit: torch, numpy and checkpoints store int64
+SEED_RANGE = (0, 2**32 - 1)  # numpy.random.seed takes no more
 
 
 @dataclass
@@ -142,19 +153,25 @@ class TrainConfig:
         config.validate()
         return config
 
-    def validate(self) -> None:
-        """Checks that need more than a type: ranges, choices."""
-        problems = []
+    def validate(self, sources: dict[str, str] | None = None) -> None:
+        """Checks that need more than a type: ranges, choices; `sources` names where each key was set."""
+        _raise_problems("invalid training configuration", self.problems(), sources)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(key, what is wrong with it) for every option out of its range or choices."""
+        problems: list[tuple[str, str]] = []
         if self.train.precision not in PRECISIONS:
-            problems.append(f"train.precision must be one of {', '.join(PRECISIONS)}, not {self.train.precision!r}")
+            problems.append(
+                ("train.precision", f"must be one of {', '.join(PRECISIONS)}, not {_shown(self.train.precision)}")
+            )
         if self.data.cache not in CACHES:
-            problems.append(f"data.cache must be one of {', '.join(CACHES)}, not {self.data.cache!r}")
+            problems.append(("data.cache", f"must be one of {', '.join(CACHES)}, not {_shown(self.data.cache)}"))
         if self.data.downgrade not in ("bicubic", "unknown"):
-            problems.append(f"data.downgrade must be 'bicubic' or 'unknown', not {self.data.downgrade!r}")
+            problems.append(("data.downgrade", f"must be 'bicubic' or 'unknown', not {_shown(self.data.downgrade)}"))
         if self.optim.name not in ("adam", "adamw"):
-            problems.append(f"optim.name must be 'adam' or 'adamw', not {self.optim.name!r}")
+            problems.append(("optim.name", f"must be 'adam' or 'adamw', not {_shown(self.optim.name)}"))
         if len(self.optim.betas) != 2:
-            problems.append(f"optim.betas must hold two numbers, not {self.optim.betas!r}")
+            problems.append(("optim.betas", f"must hold two numbers, not {_shown(self.optim.betas)}"))
         for key, value in [
             ("train.steps", self.train.steps),
             ("data.batch_size", self.data.batch_size),
@@ -163,7 +180,7 @@ class TrainConfig:
             ("train.checkpoint_every", self.train.checkpoint_every),
         ]:
             if value < 1:
-                problems.append(f"{key} must be at least 1, not {value}")
+                problems.append((key, f"must be at least 1, not {value}"))
         non_negative: list[tuple[str, float]] = [
             ("data.workers", self.data.workers),
             ("data.limit", self.data.limit),
@@ -174,17 +191,44 @@ class TrainConfig:
         ]
         for key, number in non_negative:
             if number < 0:
-                problems.append(f"{key} must not be negative, not {number}")
+                problems.append((key, f"must not be negative, not {number}"))
+        if not SEED_RANGE[0] <= self.train.seed <= SEED_RANGE[1]:
+            problems.append(("train.seed", f"must be from {SEED_RANGE[0]} to {SEED_RANGE[1]}, not {self.train.seed}"))
         if not 0.0 <= self.train.ema < 1.0:
-            problems.append(f"train.ema must be in [0, 1) (0 = off), not {self.train.ema}")
-        if self.optim.lr <= 0 or self.optim.gamma <= 0:
-            problems.append("optim.lr and optim.gamma must be positive")
+            problems.append(("train.ema", f"must be in [0, 1) (0 = off), not {self.train.ema}"))
+        if self.optim.lr <= 0:
+            problems.append(("optim.lr", f"must be positive, not {self.optim.lr}"))
+        if self.optim.gamma <= 0:
+            problems.append(("optim.gamma", f"must be positive, not {self.optim.gamma}"))
         if not all(isinstance(m, int) and not isinstance(m, bool) for m in self.optim.milestones):
-            problems.append(f"optim.milestones must be step numbers (integers), not {self.optim.milestones}")
+            problems.append(
+                ("optim.milestones", f"must be step numbers (integers), not {_shown(self.optim.milestones)}")
+            )
         elif list(self.optim.milestones) != sorted(self.optim.milestones):
-            problems.append(f"optim.milestones must be increasing, not {self.optim.milestones}")
-        if problems:
-            raise SisrError("invalid training configuration: " + "; ".join(problems))
+            problems.append(("optim.milestones", f"must be increasing, not {_shown(self.optim.milestones)}"))
+        return problems
+
+
+def _raise_problems(what: str, problems: list[tuple[str, str]], sources: dict[str, str] | None) -> None:
+    """One SisrError line for all problems, each naming its key and, where known, the file that set it."""
+    if not problems:
+        return
+    sources = sources or {}
+    parts = [f"{sources[key]}: {key} {text}" if key in sources else f"{key} {text}" for key, text in problems]
+    if all(key in sources for key, _ in problems):
+        raise SisrError("; ".join(parts))
+    raise SisrError(f"{what}: " + "; ".join(parts))
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value as the user wrote it, cut short: a hostile file's value may be a megabyte long."""
+    return _cut(repr(value), limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    """One line of at most `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _toml_value(value: Any) -> str:
@@ -208,21 +252,62 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
         ok = isinstance(value, bool)
     elif expected is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        value = _finite(key, value, source) if ok else value
     elif expected is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+        value = _in_range(key, value, source) if ok else value
     elif expected is list:
         ok = isinstance(value, list)
         if ok and default and all(isinstance(item, float) for item in default):
             ok = all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in value)
-            value = [float(item) for item in value] if ok else value
+            value = [_finite(key, item, source) for item in value] if ok else value
         elif ok and default and all(isinstance(item, int) for item in default):
             ok = all(isinstance(item, int) and not isinstance(item, bool) for item in value)
+            value = [_in_range(key, item, source) for item in value] if ok else value
+    elif expected is dict:
+        ok = isinstance(value, dict)
+        value = _arguments(key, value, source) if ok else value
     else:
         ok = isinstance(value, expected)
+    if ok and isinstance(value, str) and "\0" in value:
+        raise SisrError(f"{source}: {key} holds a NUL character, which no name or path can")
     if not ok:
-        raise SisrError(f"{source}: {key} must be {_type_name(default)}, not {value!r}")
+        raise SisrError(f"{source}: {key} must be {_type_name(default)}, not {_shown(value)}")
     return value
+
+
+def _in_range(key: str, value: int, source: str) -> int:
+    if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise SisrError(f"{source}: {key} must fit in 64 bits ({INT_RANGE[0]} to {INT_RANGE[1]}), not {_shown(value)}")
+    return value
+
+
+def _finite(key: str, value: float, source: str) -> float:
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past float's range
+        number = float("inf")
+    if not math.isfinite(number):
+        raise SisrError(f"{source}: {key} must be a finite number, not {_shown(value)}")
+    return number
+
+
+def _arguments(key: str, values: dict[str, Any], source: str) -> dict[str, Any]:
+    """A table of constructor arguments (model.args): names to plain values, no tables or lists inside."""
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        dotted = f"{key}.{name}"
+        if not name.isidentifier():
+            raise SisrError(f"{source}: {_shown(dotted)} is not an argument name")
+        if isinstance(value, (bool, str)):
+            checked[name] = _coerce(dotted, value, value, source)
+        elif isinstance(value, int):
+            checked[name] = _in_range(dotted, value, source)
+        elif isinstance(value, float):
+            checked[name] = _finite(dotted, value, source)
+        else:
+            raise SisrError(f"{source}: {dotted} must be a number, a string or true/false, not {_shown(value)}")
+    return checked
 
 
 def _type_name(default: Any) -> str:
@@ -241,7 +326,7 @@ def _unknown(key: str, known: Sequence[str], source: str) -> SisrError:
         if close
         else f"; known: {', '.join(known)}"
     )
-    return SisrError(f"{source}: unknown option {key!r}{hint}")
+    return SisrError(f"{source}: unknown option {_shown(key)}{hint}")
 
 
 def merge_into(config: TrainConfig, values: dict[str, Any], source: str) -> None:
@@ -251,7 +336,7 @@ def merge_into(config: TrainConfig, values: dict[str, Any], source: str) -> None
         if section_name not in sections:
             raise _unknown(section_name, sorted(sections), source)
         if not isinstance(section_values, dict):
-            raise SisrError(f"{source}: [{section_name}] must be a table of options, not {section_values!r}")
+            raise SisrError(f"{source}: [{section_name}] must be a table of options, not {_shown(section_values)}")
         section = getattr(config, section_name)
         known = [f.name for f in dataclasses.fields(section)]
         for key, value in section_values.items():
@@ -286,7 +371,7 @@ def family_defaults(preset: str) -> dict[str, Any]:
 
 
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
-    """A TOML file as nested dicts, with errors that name the file."""
+    """A TOML file as nested dicts, with errors that name the file (and, where TOML says, the line)."""
     path = Path(path)
     if tomllib is None:
         raise SisrError(
@@ -297,9 +382,24 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
         raise SisrError(f"{path}: no such configuration file")
     try:
         with open(path, "rb") as handle:
-            return tomllib.load(handle)
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise SisrError(f"{path}: cannot read it ({error.strerror or error})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise SisrError(f"{path}: over {MAX_CONFIG_BYTES >> 20} MB, too large to be a configuration file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise SisrError(
+            f"{path}: not UTF-8 text (byte {data[error.start]:#04x} on line {line}); TOML is UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise SisrError(f"{path}: not valid TOML ({error})") from None
+        raise SisrError(f"{path}: not valid TOML ({_cut(str(error), 200)})") from None
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise SisrError(f"{path}: not valid TOML (nested too deeply)") from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -313,7 +413,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if tomllib is not None:
         try:
             value = tomllib.loads(f"value = {raw}")["value"]
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):
             value = raw  # a bare word or path: a string
     return key.split("."), value
 
@@ -351,17 +451,33 @@ def load_config(
         layers.append(("options", values))
     if overrides:
         layers.append(("--set", overrides_to_values(overrides)))
-    preset = ModelSection().preset
-    for _, layer in layers:
-        preset = layer.get("model", {}).get("preset", preset) if isinstance(layer.get("model"), dict) else preset
+    preset, preset_source = ModelSection().preset, ""
+    for source, layer in layers:
+        model = layer.get("model")
+        if isinstance(model, dict) and "preset" in model:
+            preset, preset_source = model["preset"], source
     if not isinstance(preset, str):
-        raise SisrError(f"model.preset must be a string, not {preset!r}")
+        raise SisrError(f"{preset_source}: model.preset must be a string, not {_shown(preset)}")
+    try:
+        defaults = family_defaults(preset)
+    except SisrError as error:
+        raise SisrError(f"{preset_source}: model.preset: {error}" if preset_source else str(error)) from None
     config = TrainConfig()
-    merge_into(config, family_defaults(preset), "defaults")
+    merge_into(config, defaults, "defaults")
     for source, layer in layers:
         merge_into(config, layer, source)
-    config.validate()
+    config.validate(_sources(layers))
     return config
+
+
+def _sources(layers: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """`section.key` -> the last layer (file, "options", "--set") that set it, for messages."""
+    sources: dict[str, str] = {}
+    for source, layer in layers:
+        for section, section_values in layer.items():
+            if isinstance(section_values, dict):
+                sources.update((f"{section}.{key}", source) for key in section_values)
+    return sources
 
 
 # --- the GAN stage (`sisr finetune`) -----------------------------------------
@@ -392,20 +508,27 @@ class FinetuneConfig(TrainConfig):
 
     gan: GanSection = field(default_factory=GanSection)
 
-    def validate(self) -> None:
-        super().validate()
-        gan, problems = self.gan, []
+    def validate(self, sources: dict[str, str] | None = None) -> None:
+        _raise_problems("invalid fine-tuning configuration", self.problems(), sources)
+
+    def problems(self) -> list[tuple[str, str]]:
+        gan, problems = self.gan, super().problems()
         if not self.model.init:
-            problems.append("model.init (--init) must name the pixel-trained generator (a weight file or model name)")
+            problems.append(
+                ("model.init", "(--init) must name the pixel-trained generator (a weight file or model name)")
+            )
         if gan.pixel_loss not in PIXEL_LOSSES:
-            problems.append(f"gan.pixel_loss must be one of {', '.join(PIXEL_LOSSES)}, not {gan.pixel_loss!r}")
+            problems.append(
+                ("gan.pixel_loss", f"must be one of {', '.join(PIXEL_LOSSES)}, not {_shown(gan.pixel_loss)}")
+            )
         for key in ("adversarial_weight", "pixel_weight", "sample_every"):
             if getattr(gan, key) < 0:
-                problems.append(f"gan.{key} must not be negative, not {getattr(gan, key)}")
-        if gan.discriminator_filters < 1 or gan.feature_scale <= 0:
-            problems.append("gan.discriminator_filters and gan.feature_scale must be positive")
-        if problems:
-            raise SisrError("invalid fine-tuning configuration: " + "; ".join(problems))
+                problems.append((f"gan.{key}", f"must not be negative, not {getattr(gan, key)}"))
+        if gan.discriminator_filters < 1:
+            problems.append(("gan.discriminator_filters", f"must be positive, not {gan.discriminator_filters}"))
+        if gan.feature_scale <= 0:
+            problems.append(("gan.feature_scale", f"must be positive, not {gan.feature_scale}"))
+        return problems
 
 
 # SRGAN's fine-tuning recipe (as in the article): Adam 1e-4 for 100k steps, then 1e-5 for 100k more,
@@ -426,13 +549,16 @@ def load_finetune_config(
     `model.preset` is only a label here (it names the default output folder,
     runs/<preset>): the generator's architecture comes from `model.init`.
     """
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path is not None:
+        layers.append((str(path), read_toml(path)))
+    if values:
+        layers.append(("options", values))
+    if overrides:
+        layers.append(("--set", overrides_to_values(overrides)))
     config = FinetuneConfig()
     merge_into(config, FINETUNE_DEFAULTS, "defaults")
-    if path is not None:
-        merge_into(config, read_toml(path), str(path))
-    if values:
-        merge_into(config, values, "options")
-    if overrides:
-        merge_into(config, overrides_to_values(overrides), "--set")
-    config.validate()
+    for source, layer in layers:
+        merge_into(config, layer, source)
+    config.validate(_sources(layers))
     return config
