@@ -8,7 +8,6 @@ importers read the architecture off the file; the user names nothing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -16,11 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..download import sha256_of_file
 from ..errors import SisrError
 from ..model import SRModel
-from ..models import ModelSpec, build_model
+from ..models import ModelSpec
 from .imported import ImportedWeights
-from .native import FORMAT_KEYS, load_state_dict_strict, load_weight_file, save_model
+from .native import FORMAT_KEYS, build_for_weights, check_runs, load_state_dict_strict, load_weight_file, save_model
 
 FOREIGN_SUFFIXES = (".h5", ".hdf5", ".pt", ".pth")
 
@@ -35,7 +35,8 @@ def _zip_format(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except zipfile.BadZipFile as error:
+    # zipfile names damage in a directory as several types: an unknown version is NotImplementedError
+    except (zipfile.BadZipFile, NotImplementedError, ValueError, EOFError, OSError) as error:
         raise SisrError(f"{path}: a damaged zip archive ({error})") from None
     if any(name.endswith("data.pkl") for name in names):
         return "torch"
@@ -86,7 +87,7 @@ def import_foreign(path: str | os.PathLike) -> ImportedWeights:
 
 
 def _provenance(path: Path, imported: ImportedWeights) -> dict[str, str]:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_of_file(path)  # in chunks: the file may be as large as the weight limit
     metadata = {"source_file": path.name, "source_format": imported.source_format, "source_sha256": digest}
     if imported.notes:
         metadata["import_notes"] = json.dumps(imported.notes)
@@ -94,9 +95,16 @@ def _provenance(path: Path, imported: ImportedWeights) -> dict[str, str]:
 
 
 def build_imported(imported: ImportedWeights, source: str) -> nn.Module:
-    """The sisr network for an import, with its weights loaded strictly, in eval mode."""
-    model = build_model(imported.arch, imported.args)
+    """The sisr network for an import, with its weights loaded strictly, in eval mode.
+
+    The arguments were read off a few of the tensors (the head's width, the
+    blocks' count): the network is built within what all of them allow.
+    """
+    spec = ModelSpec(imported.arch, imported.args)
+    model = build_for_weights(spec, {key: tuple(value.shape) for key, value in imported.tensors.items()}, source)
     load_state_dict_strict(model, imported.tensors, source)
+    if spec.scale is not None:
+        check_runs(model.eval(), spec.scale, source)
     return model.eval()
 
 

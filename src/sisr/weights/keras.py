@@ -30,6 +30,7 @@ import torch
 from ..errors import SisrError
 from ..models.common import upsample_stages
 from .imported import ImportedWeights, res_scale_convention
+from .limits import check_file_size, check_weight_sizes, max_weight_tensors
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 KERAS_BN_EPSILON = 1e-3
@@ -48,7 +49,7 @@ class KerasLayer:
     @property
     def kind(self) -> str:
         names = set(self.weights)
-        if {"g", "kernel"} <= names:
+        if {"g", "kernel"} <= names and self.weights["kernel"].ndim == 4:
             return "weightnorm-conv"
         if "kernel" in names and self.weights["kernel"].ndim == 4:
             return "conv"
@@ -76,6 +77,24 @@ class KerasLayer:
     def out_channels(self) -> int:
         return int(self.weights["kernel"].shape[3])
 
+    def check(self, source: str) -> None:
+        """Arrays that agree with each other, so that the conversions can index them without failing."""
+        weights, kind = self.weights, self.kind
+        if kind in ("conv", "weightnorm-conv"):
+            sizes = dict.fromkeys(("bias", "g"), self.out_channels) | {"initialized": 1}
+        elif kind == "batchnorm":
+            sizes = dict.fromkeys(("gamma", "beta", "moving_mean", "moving_variance"), weights["moving_mean"].size)
+            if "moving_variance" not in weights:
+                raise SisrError(f"{source}: batch norm {self.name} has a moving_mean but no moving_variance")
+            epsilon = self.config.get("epsilon", KERAS_BN_EPSILON)
+            if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0 <= epsilon < 1:
+                raise SisrError(f"{source}: batch norm {self.name} has epsilon {epsilon!r:.40} in its config")
+        else:
+            return
+        for name, size in sizes.items():
+            if name in weights and weights[name].size != size:
+                raise SisrError(f"{source}: {self.describe()}: {name} should hold {size} values")
+
     def describe(self) -> str:
         shapes = ", ".join(f"{key} {tuple(value.shape)}" for key, value in self.weights.items())
         return f"{self.name} ({shapes})"
@@ -97,9 +116,74 @@ def _layer_configs(root_attrs: Any) -> dict[str, dict[str, Any]]:
     try:
         config = json.loads(_text(root_attrs["model_config"]))
         layers = config["config"]["layers"]
-        return {layer["config"]["name"]: layer["config"] for layer in layers}
-    except (ValueError, KeyError, TypeError):
+        configs = {layer["config"]["name"]: layer["config"] for layer in layers}
+    except (ValueError, KeyError, TypeError, RecursionError):
         return {}
+    return {name: value for name, value in configs.items() if isinstance(value, dict)}
+
+
+def _names(node: Any, attribute: str, path: Path) -> list[str]:
+    """A list-of-names attribute (`layer_names`, `weight_names`), its length checked before it is read."""
+    if attribute not in node.attrs:
+        return []
+    length = math.prod(node.attrs.get_id(attribute).shape or ())
+    if length > max_weight_tensors():
+        raise SisrError(f"{path}: {attribute} lists {length} names, over the limit of {max_weight_tensors()}")
+    values = node.attrs[attribute]
+    return [_text(value) for value in (values.reshape(-1) if isinstance(values, np.ndarray) else [values])]
+
+
+def _check_hard_link(group: Any, name: str, path: Path) -> None:
+    """Soft and external links can lead out of the file (to a FIFO that blocks, a file of any size): not followed."""
+    import h5py
+
+    link = group.get(name, getlink=True)
+    if link is not None and not isinstance(link, h5py.HardLink):
+        raise SisrError(f"{path}: {name!r} is a {type(link).__name__}, not an object in the file")
+
+
+def _weight_datasets(root: Any, path: Path) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """(layer name, [(weight name, dataset)]) in model order, every dataset checked but none read.
+
+    Each must be a dataset (not a group), of numbers, not empty, with at most
+    four dimensions; together within `sisr.weights.limits`. HDF5 states a
+    dataset's shape apart from its data (a 59 KB file can declare 50 GB of
+    fill values), so the shapes are what is checked.
+    """
+    import h5py
+
+    layers: list[tuple[str, list[tuple[str, Any]]]] = []
+    count = nbytes = 0
+    for name in _names(root, "layer_names", path):
+        _check_hard_link(root, name, path)
+        group = root.get(name)
+        if group is None:
+            raise SisrError(f"{path}: layer {name!r} is listed in layer_names but has no group in the file")
+        if not isinstance(group, h5py.Group):
+            raise SisrError(f"{path}: layer {name!r} is a {type(group).__name__}, not a group of weights")
+        datasets = []
+        for weight_name in _names(group, "weight_names", path):
+            _check_hard_link(group, weight_name, path)
+            dataset = group.get(weight_name)
+            if dataset is None:
+                raise SisrError(f"{path}: layer {name!r} lists weight {weight_name!r}, which the file lacks")
+            if not isinstance(dataset, h5py.Dataset):
+                raise SisrError(f"{path}: weight {weight_name!r} is a {type(dataset).__name__}, not a dataset")
+            if dataset.external or dataset.is_virtual:
+                raise SisrError(
+                    f"{path}: weight {weight_name!r} keeps its data in other files, which sisr does not read"
+                )
+            if dataset.dtype.kind not in "fiub" or dataset.ndim > 4 or dataset.size == 0:
+                raise SisrError(
+                    f"{path}: weight {weight_name!r} is {dataset.dtype} of shape {dataset.shape}, "
+                    "not a non-empty array of numbers with at most 4 dimensions"
+                )
+            count += 1
+            nbytes += dataset.size * dataset.dtype.itemsize
+            datasets.append((weight_name, dataset))
+        layers.append((name, datasets))
+    check_weight_sizes(str(path), count, nbytes)
+    return layers
 
 
 def read_keras_layers(path: str | os.PathLike) -> list[KerasLayer]:
@@ -107,40 +191,44 @@ def read_keras_layers(path: str | os.PathLike) -> list[KerasLayer]:
     import h5py
 
     path = Path(path)
+    check_file_size(str(path), path.stat().st_size)
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
         raise SisrError(f"{path}: not a readable HDF5 file ({error})") from None
-    with handle:
-        configs = _layer_configs(handle.attrs)
-        root = handle["model_weights"] if "model_weights" in handle else handle
-        if "layer_names" not in root.attrs:
-            if "layers" in root:  # Keras 3 writes layers/<name>/vars/<index>
-                raise SisrError(f"{path}: a Keras 3 `.weights.h5` file; only the Keras 2 HDF5 layout is read")
-            raise SisrError(
-                f"{path}: HDF5 without a Keras `layer_names` attribute (top-level entries: "
-                f"{', '.join(list(root.keys())[:8]) or 'none'}): not a Keras weight file"
-            )
-        layers: list[KerasLayer] = []
-        for name in (_text(n) for n in root.attrs["layer_names"]):
-            if name not in root:
-                raise SisrError(f"{path}: layer {name!r} is listed in layer_names but has no group in the file")
-            group = root[name]
-            weights: dict[str, np.ndarray] = {}
-            prefix = None
-            for weight_name in (_text(w) for w in group.attrs.get("weight_names", [])):
-                if weight_name not in group:
-                    raise SisrError(f"{path}: layer {name!r} lists weight {weight_name!r}, which the file lacks")
-                layer_prefix, _, short = weight_name.rpartition("/")
-                short = short.split(":")[0]
-                # A nested model saves all its layers under one name: split them by their own names.
-                if weights and (layer_prefix != prefix or short in weights):
-                    layers.append(KerasLayer(name, weights, configs.get(name, {})))
-                    weights = {}
-                prefix = layer_prefix
-                weights[short] = np.asarray(group[weight_name][()])
-            if weights:
+    try:
+        with handle:
+            return _read_layers(handle, path)
+    # h5py reports a damaged file as any of these, from wherever the damage is met
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
+        raise SisrError(f"{path}: a damaged HDF5 file ({type(error).__name__}: {error})") from None
+
+
+def _read_layers(handle: Any, path: Path) -> list[KerasLayer]:
+    configs = _layer_configs(handle.attrs)
+    root = handle["model_weights"] if "model_weights" in handle else handle
+    if "layer_names" not in root.attrs:
+        if "layers" in root:  # Keras 3 writes layers/<name>/vars/<index>
+            raise SisrError(f"{path}: a Keras 3 `.weights.h5` file; only the Keras 2 HDF5 layout is read")
+        raise SisrError(
+            f"{path}: HDF5 without a Keras `layer_names` attribute (top-level entries: "
+            f"{', '.join(list(root.keys())[:8]) or 'none'}): not a Keras weight file"
+        )
+    layers: list[KerasLayer] = []
+    for name, datasets in _weight_datasets(root, path):
+        weights: dict[str, np.ndarray] = {}
+        prefix = None
+        for weight_name, dataset in datasets:
+            layer_prefix, _, short = weight_name.rpartition("/")
+            short = short.split(":")[0]
+            # A nested model saves all its layers under one name: split them by their own names.
+            if weights and (layer_prefix != prefix or short in weights):
                 layers.append(KerasLayer(name, weights, configs.get(name, {})))
+                weights = {}
+            prefix = layer_prefix
+            weights[short] = np.asarray(dataset[()])
+        if weights:
+            layers.append(KerasLayer(name, weights, configs.get(name, {})))
     return layers
 
 
@@ -386,6 +474,8 @@ def import_keras_h5(path: str | os.PathLike) -> ImportedWeights:
     """A sisr architecture, arguments and state dict from one of Krasser's Keras weight files."""
     source = str(path)
     layers = read_keras_layers(path)
+    for layer in layers:
+        layer.check(source)
     kinds = Counter(layer.kind for layer in layers)
     convs = [layer for layer in layers if layer.is_conv]
     if not layers or not convs:
