@@ -484,3 +484,21 @@ def test_fetch_and_extract_downloads_into_the_cache_then_skips_the_archive(tmp_p
         assert (tmp_path / "cache" / "downloads" / "pack.zip").is_file()
         fetch_and_extract(resource, dest)
         assert len(server.requests) == 1
+
+
+def test_every_published_file_sisr_downloads_outside_the_zoo_is_pinned_by_a_full_sha256():
+    """VGG19, VGG16, LPIPS's lin layers, the benchmark archives and DIV2K: no trust on first use."""
+    import re
+
+    from sisr import lpips
+    from sisr.data import div2k, testsets
+    from sisr.models import vgg
+
+    resources = [vgg.VGG19_WEIGHTS, lpips.VGG16_WEIGHTS, lpips.LPIPS_LIN_WEIGHTS]
+    resources += [value for value in vars(testsets).values() if isinstance(value, Resource)]
+    resources += list(testsets.DIV2K_VALID_LR_BICUBIC_ARCHIVES.values())
+    full = re.compile(r"[0-9a-f]{64}")
+    assert len(resources) >= 5
+    for resource in resources:
+        assert resource.sha256 is not None and full.fullmatch(resource.sha256), resource.url
+    assert div2k.DIV2K_SHA256 and all(full.fullmatch(digest or "") for digest in div2k.DIV2K_SHA256.values())

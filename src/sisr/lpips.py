@@ -55,11 +55,12 @@ VGG16_WEIGHTS = Resource(
     sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
     filename="vgg16-397923af.pth",
 )
-# The lpips package's calibrated lin layers, v0.1. No checksum is published by
-# its authors, so the first download's hash is recorded and enforced.
+# The lpips package's calibrated lin layers, v0.1. Its authors publish no checksum;
+# this is the sha256 of lpips/weights/v0.1/vgg.pth in the authors' repository (7289 bytes, the file
+# unchanged since commit c33f89e; read from a copy of the repository at 082bb24, 2026-12-06).
 LPIPS_LIN_WEIGHTS = Resource(
     url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth",
-    sha256=None,
+    sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
     filename="lpips-vgg-v0.1.pth",
 )
 VGG16_ENV_VAR = "SISR_VGG16_WEIGHTS"
