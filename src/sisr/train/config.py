@@ -437,13 +437,10 @@ def overrides_to_values(overrides: Sequence[str]) -> dict[str, Any]:
     return values
 
 
-def load_config(
-    path: str | os.PathLike | None = None, overrides: Sequence[str] = (), values: dict[str, Any] | None = None
-) -> TrainConfig:
-    """Defaults of the preset's family < TOML file `path` < `values` (nested dict) < `overrides`.
-
-    `overrides` are `section.key=value` strings as given to `--set`.
-    """
+def config_layers(
+    path: str | os.PathLike | None, overrides: Sequence[str], values: dict[str, Any] | None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The layers a config is merged from, lowest first, each with the name its errors give."""
     layers: list[tuple[str, dict[str, Any]]] = []
     if path is not None:
         layers.append((str(path), read_toml(path)))
@@ -451,6 +448,17 @@ def load_config(
         layers.append(("options", values))
     if overrides:
         layers.append(("--set", overrides_to_values(overrides)))
+    return layers
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: Sequence[str] = (), values: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Defaults of the preset's family < TOML file `path` < `values` (nested dict) < `overrides`.
+
+    `overrides` are `section.key=value` strings as given to `--set`.
+    """
+    layers = config_layers(path, overrides, values)
     preset, preset_source = ModelSection().preset, ""
     for source, layer in layers:
         model = layer.get("model")
@@ -549,13 +557,7 @@ def load_finetune_config(
     `model.preset` is only a label here (it names the default output folder,
     runs/<preset>): the generator's architecture comes from `model.init`.
     """
-    layers: list[tuple[str, dict[str, Any]]] = []
-    if path is not None:
-        layers.append((str(path), read_toml(path)))
-    if values:
-        layers.append(("options", values))
-    if overrides:
-        layers.append(("--set", overrides_to_values(overrides)))
+    layers = config_layers(path, overrides, values)
     config = FinetuneConfig()
     merge_into(config, FINETUNE_DEFAULTS, "defaults")
     for source, layer in layers:
