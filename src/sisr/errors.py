@@ -8,3 +8,7 @@ it as one line and exits non-zero instead of showing a traceback.
 
 class SisrError(Exception):
     """An error in the user's input, with a message fit to print as it is."""
+
+
+class OutputExistsError(SisrError):
+    """An output file exists already (perhaps written by another process meanwhile) and is not to be replaced."""

@@ -9,11 +9,18 @@ write of a process into a folder removes those whose writer is gone: no
 process of that PID runs on this machine, and nobody holds the lock every
 writer keeps on its temporary file or folder while it writes (the lock covers
 writers on other machines sharing the folder, whose PIDs mean nothing here).
+
+Without `overwrite`, the rename never replaces: the finished temporary file is
+hard-linked to the target's name, which fails if that name exists, so of two
+processes writing one output exactly one wins and the other gets
+`OutputExistsError`. A check before the rename would leave a gap in which the
+other process's output appears and is silently replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -29,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import SisrError
+from .errors import OutputExistsError, SisrError
 
 log = logging.getLogger("sisr")
 
@@ -66,11 +73,15 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
     """Refuse to replace an existing file unless the user asked for it."""
     path = Path(path)
     if path.exists() and not overwrite:
-        # Read by CLI and library users alike, so it names the switch of both.
-        raise SisrError(
-            f"{path}: already exists; not overwritten (ask for it with --overwrite, or overwrite=True in Python)"
-        )
+        raise _exists(path)
     return path
+
+
+def _exists(path: Path) -> OutputExistsError:
+    # Read by CLI and library users alike, so it names the switch of both.
+    return OutputExistsError(
+        f"{path}: already exists; not overwritten (ask for it with --overwrite, or overwrite=True in Python)"
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -89,9 +100,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", overwrite: bool = Tr
     """Open a temporary file beside `path`; rename it over `path` only on success.
 
     A crash or Ctrl-C leaves either the old file or the new one, never a torn one.
+    Without `overwrite` the file is created exclusively (see the module's docstring).
     """
     path = check_writable(path, overwrite)
-    with _temporary_beside(path, f".{path.name}.", ".tmp") as (tmp, fd), _reopened(tmp, fd, mode) as handle:
+    with _temporary_beside(path, f".{path.name}.", ".tmp", overwrite) as (tmp, fd), _reopened(tmp, fd, mode) as handle:
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
@@ -117,10 +129,12 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     """Give a temporary path for libraries that insist on writing by name.
 
     The temporary name keeps the suffix of `path`, so writers that pick a format
-    from the extension still do.
+    from the extension still do. Without `overwrite` the file is created
+    exclusively: if `path` appears meanwhile, `OutputExistsError` is raised
+    and the temporary file deleted.
     """
     path = check_writable(path, overwrite)
-    with _temporary_beside(path, f".{path.stem}.", ".tmp" + path.suffix) as (tmp, _):
+    with _temporary_beside(path, f".{path.stem}.", ".tmp" + path.suffix, overwrite) as (tmp, _):
         yield Path(tmp)
 
 
@@ -153,11 +167,11 @@ def temporary_folder(parent: str | os.PathLike, name: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _temporary_beside(path: Path, prefix: str, suffix: str) -> Iterator[tuple[str, int | None]]:
+def _temporary_beside(path: Path, prefix: str, suffix: str, replace: bool) -> Iterator[tuple[str, int | None]]:
     """A new temporary file beside `path` (its name, and the locked descriptor that marks it as being written).
 
-    Renamed over `path`, with a plain file's permissions, if the block ends
-    well; deleted otherwise. The descriptor stays open until after the rename,
+    Renamed to `path`, with a plain file's permissions, if the block ends
+    well (over an existing file only if `replace`); deleted otherwise. The descriptor stays open until after the rename,
     so a sweeping process never takes a finished file for an abandoned one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +189,10 @@ def _temporary_beside(path: Path, prefix: str, suffix: str) -> Iterator[tuple[st
     try:
         yield tmp, lock_fd
         os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            rename_no_replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -184,6 +201,35 @@ def _temporary_beside(path: Path, prefix: str, suffix: str) -> Iterator[tuple[st
         if lock_fd is not None:
             _claims.discard(lock_fd)
             os.close(lock_fd)
+
+
+def rename_no_replace(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename `source` to `target` unless `target` exists, as one step; `OutputExistsError` if it does.
+
+    A hard link is created only if its name is free, atomically on every local
+    and network file system that has links; the source name is then dropped.
+    (A process killed between the two steps leaves a temporary name beside a
+    complete target, which the next sweep removes.) Where the file system has
+    no hard links (FAT, some FUSE and SMB mounts), a check and a rename is the
+    best there is.
+    """
+    target = Path(target)
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise _exists(target) from None
+    except OSError as error:
+        if error.errno not in _NO_HARD_LINKS:
+            raise
+        if target.exists():
+            raise _exists(target) from None
+        os.replace(source, target)
+        return
+    os.unlink(source)
+
+
+# Errors of os.link on file systems without hard links.
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
 
 
 # --- temporary files of killed processes ----------------------------------------------------

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SisrError
+from ..batch import Job, Manifest, ProgressLines, find_images, mirrored_path, output_name
+from ..errors import OutputExistsError, SisrError
 
 if TYPE_CHECKING:
     from ..inference import PreparedModel
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "otherwise (or when OUTPUT ends in / or is a folder) it is a folder, and each output is named "
         "after its input: photo.png -> photo-x4.png.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files and/or folders of images")
     parser.add_argument(
         "-o",
         "--output",
@@ -100,35 +101,73 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "$SISR_MAX_PIXELS; 0 = no limit): a guard against files that declare far more pixels than they hold",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    batch = parser.add_argument_group("batches of many images")
+    batch.add_argument(
+        "--recursive",
+        action="store_true",
+        help="take folder inputs with their sub-folders; the outputs keep the same tree under OUTPUT",
+    )
+    batch.add_argument(
+        "--pattern",
+        action="append",
+        metavar="GLOB",
+        help="in folder inputs, take the files whose path matches GLOB (case-insensitive, from the right: "
+        "'*.png', 'scans/*.tif'); repeatable (default: every image type sisr reads)",
+    )
+    batch.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave outputs that exist as they are, counted as skipped: rerunning a killed batch does "
+        "only what is missing (also safe with several processes on one OUTPUT)",
+    )
+    batch.add_argument(
+        "--manifest",
+        metavar="FILE.jsonl",
+        help="append one JSON line per input as it completes: source, output, status "
+        "(done, skipped, failed), seconds, input_bytes, output_bytes, error",
+    )
+    batch.add_argument(
+        "--from-manifest",
+        metavar="FILE.jsonl",
+        help="retry the inputs whose latest record in this manifest is a failure, into the outputs "
+        "recorded there (no INPUT or -o); results are appended to it unless --manifest names another",
+    )
+    batch.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="do share I of N (0-based: 0/4 to 3/4) of the images, chosen by a hash of each path so that "
+        "N processes do each image exactly once; left out, RANK/WORLD_SIZE (torchrun) or "
+        "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT choose it where set, in that order",
+    )
     parser.set_defaults(func=run)
 
 
-@dataclass(frozen=True)
-class Job:
-    source: Path
-    target: Path
-
-
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given; folders as their image files, sorted by name, with the files left out named."""
-    from ..image_io import READ_SUFFIXES
-
+def expand_inputs(inputs: list[str], recursive: bool = False, patterns: list[str] | None = None) -> list[Path]:
+    """Files as given; folders as their image files (with `recursive`, in sub-folders too), with those left out named."""
     paths: list[Path] = []
     for text in inputs:
         path = Path(text)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            images = [p for p in files if p.suffix.lower() in READ_SUFFIXES]
+            images, others = find_images(path, patterns, recursive)
             if not images:
-                raise SisrError(f"{path}: folder has no image files ({', '.join(sorted(READ_SUFFIXES))})")
-            others = [p.name for p in files if p.suffix.lower() not in READ_SUFFIXES]
+                raise SisrError(f"{path}: folder has no {_what_is_taken(patterns)}")
             if others:
-                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-                log.info("%s: left out %s (not image files sisr reads)", path, shown)
+                names = [other.relative_to(path).as_posix() for other in others]
+                shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+                reason = "matching none of --pattern" if patterns else "not image files sisr reads"
+                log.info("%s: left out %s (%s)", path, shown, reason)
             paths.extend(images)
         else:
             paths.append(path)  # a missing file is reported when its turn comes
     return paths
+
+
+def _what_is_taken(patterns: list[str] | None) -> str:
+    from ..image_io import READ_SUFFIXES
+
+    if patterns:
+        return f"files matching {' or '.join(patterns)}"
+    return f"image files ({', '.join(sorted(READ_SUFFIXES))})"
 
 
 def plan_jobs(
@@ -162,7 +201,13 @@ def plan_jobs(
             f"-o {output}: names an image file, but {what} an output folder "
             f"(give a folder, e.g. -o {target.with_suffix('')}/; a folder named {target.name} is -o {output}/)"
         )
-    return _unique([Job(source, target / _output_name(source, scale, output_format)) for source in sources])
+    folders = [Path(text) for text in inputs if Path(text).is_dir()]
+    return _unique(
+        [
+            Job(source, target / mirrored_path(source, folders).parent / output_name(source, scale, output_format))
+            for source in sources
+        ]
+    )
 
 
 def _beside_inputs(sources: list[Path], scale: int, output_format: str | None, inputs: list[str]) -> list[Job]:
@@ -174,19 +219,8 @@ def _beside_inputs(sources: list[Path], scale: int, output_format: str | None, i
             f"{folders[0]}: a folder input needs -o OUTPUT_FOLDER (e.g. -o {Path(folders[0]).name}-x{scale}/)"
         )
     return _unique(
-        [Job(source, source.parent / _output_name(source, scale, output_format or "png")) for source in sources]
+        [Job(source, source.parent / output_name(source, scale, output_format or "png")) for source in sources]
     )
-
-
-def _output_name(source: Path, scale: int, output_format: str | None) -> str:
-    """photo.png -> photo-x4.png; the input's extension unless a format is given (PNG for GIF, read only)."""
-    from ..image_io import IMAGE_SUFFIXES
-
-    if output_format:
-        suffix = f".{output_format}"
-    else:
-        suffix = source.suffix if source.suffix.lower() in IMAGE_SUFFIXES else ".png"
-    return f"{source.stem}-x{scale}{suffix}"
 
 
 def _unique(jobs: list[Job]) -> list[Job]:
@@ -311,6 +345,51 @@ def check_stream(args: argparse.Namespace, jobs: list[Job]) -> None:
             raise SisrError(f"--stream writes tiled TIFF only, but {others[0]} is not .tif/.tiff (use --format tif)")
 
 
+def check_batch_options(args: argparse.Namespace) -> None:
+    """Batch options that contradict each other or the inputs: one error before any work."""
+    if args.skip_existing and args.overwrite:
+        raise SisrError("--skip-existing and --overwrite contradict each other: choose one")
+    if args.from_manifest is not None:
+        given = [
+            name for name, value in (("INPUT", args.inputs), ("-o", args.output), ("--format", args.format)) if value
+        ]
+        if given:
+            raise SisrError(f"--from-manifest takes the inputs and outputs from the manifest: leave out {given[0]}")
+    elif not args.inputs:
+        raise SisrError("give at least one INPUT (an image file or folder), or --from-manifest FILE.jsonl")
+
+
+def plan_batch(args: argparse.Namespace, scale: int) -> list[Job]:
+    """Every job of the command (its shard only, where sharded), before any output is looked at."""
+    import os
+
+    from ..batch import failed_jobs, read_manifest, resolve_shard
+
+    if args.from_manifest is not None:
+        jobs = failed_jobs(read_manifest(args.from_manifest))
+    else:
+        sources = expand_inputs(args.inputs, args.recursive, args.pattern)
+        jobs = plan_jobs(sources, args.output, scale, args.format, args.inputs)
+    shard = resolve_shard(args.shard, os.environ)
+    if shard is not None and shard.count > 1:
+        total = len(jobs)
+        jobs = shard.select(jobs, key=lambda job: job.source.as_posix())
+        log.info("shard %s (%s): %d of %d images", shard, shard.origin, len(jobs), total)
+    return jobs
+
+
+@dataclass
+class Tally:
+    """What became of the images of a batch, for its last line."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def summary(self) -> str:
+        return f"{self.done} written, {self.skipped} skipped (output exists), {self.failed} failed"
+
+
 def _progress(jobs: list[Job]) -> Any:
     if len(jobs) > 1 and sys.stderr.isatty() and log.isEnabledFor(logging.INFO):
         from tqdm import tqdm
@@ -320,36 +399,103 @@ def _progress(jobs: list[Job]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    import time
+
+    from ..batch import record_for
+
     check_tiling(args)
     check_max_pixels(args)
-    sources = expand_inputs(args.inputs)
+    check_batch_options(args)
+    if args.from_manifest is not None and not failed_jobs_exist(args.from_manifest):
+        log.info("%s: no failures to retry", args.from_manifest)
+        return 0
     model = load_network(args)
-    jobs = plan_jobs(sources, args.output, model.scale, args.format, args.inputs)
+    jobs = plan_batch(args, model.scale)
     check_stream(args, jobs)
+    remove_stale_temporaries_beside(jobs)
+    manifest_path = args.manifest or args.from_manifest
+    manifest = Manifest(manifest_path) if manifest_path is not None else None
+    tally = Tally()
+    if args.skip_existing:
+        waiting = []
+        for job in jobs:
+            if job.target.exists():  # complete: outputs only ever appear whole
+                tally.skipped += 1
+                if manifest is not None:
+                    manifest.append(record_for(job, "skipped", 0.0))
+            else:
+                waiting.append(job)
+        jobs = waiting
     used = model.describe()  # which model, precision and device: "default-x4 (wdsr, x4) in fp32 on cpu"
-    if len(jobs) > 1:
-        log.info("upscaling %d images with %s", len(jobs), used)
-    else:
+    if len(jobs) == 1 and not tally.skipped:
         log.info("upscaling %s with %s", jobs[0].source, used)
+    else:
+        skipped = f" ({tally.skipped} skipped: output exists)" if tally.skipped else ""
+        log.info("upscaling %d images%s with %s", len(jobs), skipped, used)
+    single = len(jobs) == 1 and not tally.skipped
     bar = _progress(jobs)
-    failures = 0
-    for job in bar if bar is not None else jobs:
-        try:
-            width, height = upscale_file(model, job, args)
-        except Exception as error:  # whatever one image does, the others are still upscaled
-            message = _failure(job, error, args)
-            if len(jobs) == 1:
-                raise SisrError(message) from None
-            failures += 1
-            _report(f"sisr upscale: error: {message}", bar)
-            continue
-        if bar is None:
-            log.info("wrote %s (%dx%d)", job.target, width, height)
-    if bar is not None:
-        bar.close()
-    if failures:
-        raise SisrError(f"{failures} of {len(jobs)} images failed")
+    lines = ProgressLines(len(jobs)) if bar is None and len(jobs) > 1 else None
+    try:
+        for number, job in enumerate(bar if bar is not None else jobs, 1):
+            start = time.perf_counter()
+            try:
+                width, height = upscale_file(model, job, args)
+                status, message = "done", None
+            except Exception as error:  # whatever one image does, the others are still upscaled
+                if isinstance(error, OutputExistsError) and args.skip_existing:
+                    # Another process wrote it meanwhile: its output stands, as on a rerun.
+                    status, message = "skipped", None
+                else:
+                    status, message = "failed", _failure(job, error, args)
+            if manifest is not None:
+                manifest.append(record_for(job, status, time.perf_counter() - start, message))
+            if status == "done":
+                tally.done += 1
+                if bar is None:
+                    log.info("wrote %s (%dx%d)", job.target, width, height)
+            elif status == "skipped":
+                tally.skipped += 1
+            else:
+                if single:
+                    raise SisrError(message)
+                tally.failed += 1
+                _report(f"sisr upscale: error: {message}", bar)
+            _show_progress(lines, number)
+    finally:
+        if bar is not None:
+            bar.close()
+        if manifest is not None:
+            manifest.close()
+    total = tally.done + tally.skipped + tally.failed
+    if total > 1:
+        log.info("%s", tally.summary())
+    if tally.failed:
+        raise SisrError(f"{tally.failed} of {total} images failed")
     return 0
+
+
+def remove_stale_temporaries_beside(jobs: list[Job]) -> None:
+    """Remove what killed writers left in the output folders, up front.
+
+    A writer killed just after its output was complete leaves its temporary
+    name beside it, and with --skip-existing nothing may be written into that
+    folder again to sweep it on the way.
+    """
+    from ..files import remove_stale_temporaries
+
+    for folder in dict.fromkeys(job.target.parent for job in jobs):
+        remove_stale_temporaries(folder)
+
+
+def failed_jobs_exist(manifest: str) -> bool:
+    from ..batch import failed_jobs, read_manifest
+
+    return bool(failed_jobs(read_manifest(manifest)))
+
+
+def _show_progress(lines: ProgressLines | None, done: int) -> None:
+    if lines is not None and (line := lines.update(done)) is not None:
+        log.info("%s", line)
 
 
 def _failure(job: Job, error: Exception, args: argparse.Namespace) -> str:
