@@ -302,9 +302,16 @@ class ProgressLines:
     where a progress bar would be a stream of carriage returns.
     """
 
-    def __init__(self, total: int, interval: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        total: int,
+        interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        unit: str = "images",
+    ) -> None:
         self.total = total
         self.interval = interval
+        self.unit = unit
         self._clock = clock
         self._start = clock()
         self._last = self._start
@@ -323,7 +330,7 @@ class ProgressLines:
     def line(self, done: int, elapsed: float) -> str:
         rate = done / elapsed if elapsed > 0 else 0.0
         left = f"{format_duration((self.total - done) / rate)} left" if rate > 0 else "time left unknown"
-        return f"{done}/{self.total} images, {rate:.3g} images/s, {left}"
+        return f"{done}/{self.total} {self.unit}, {rate:.3g} {self.unit}/s, {left}"
 
 
 def format_duration(seconds: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from ..errors import OutputExistsError, SisrError
 
 if TYPE_CHECKING:
     from ..inference import PreparedModel
+    from ..inference.pipeline import Outcome
 
 FORMATS = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"]
 log = logging.getLogger("sisr")
@@ -138,6 +140,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="do share I of N (0-based: 0/4 to 3/4) of the images, chosen by a hash of each path so that "
         "N processes do each image exactly once; left out, RANK/WORLD_SIZE (torchrun) or "
         "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT choose it where set, in that order",
+    )
+    batch.add_argument(
+        "--overlap",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decode and encode in threads while the network runs (default: on a GPU only; on a CPU the "
+        "codecs compete with the network for the same cores and measured slower: docs/benchmarks.md)",
+    )
+    cluster = parser.add_argument_group("a Ray cluster (pip install 'sisr[ray]')")
+    cluster.add_argument(
+        "--ray",
+        action="store_true",
+        help="upscale one input folder on a Ray cluster: workers that each load the network once and write "
+        "their outputs themselves (INPUT and OUTPUT on a file system every node sees); not with --stream, "
+        "--from-manifest or --shard",
+    )
+    cluster.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the cluster to join, HEAD:6379 (default: $RAY_ADDRESS, else a cluster started on this machine)",
+    )
+    cluster.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="with --ray: workers, one GPU each where there are GPUs (default 2)",
     )
     parser.set_defaults(func=run)
 
@@ -270,34 +299,102 @@ def load_network(args: argparse.Namespace) -> PreparedModel:
 
 def upscale_file(model: PreparedModel, job: Job, args: argparse.Namespace) -> tuple[int, int]:
     """Read, upscale, write one image; returns the output size (width, height)."""
-    import torch
+    return write_result(job, compute_result(model, job, read_input(job, args), args), args)
 
+
+@dataclass
+class Decoded:
+    """An input image as read, with the colour profile its output gets."""
+
+    image: Any
+    icc_profile: bytes | None
+
+
+def read_input(job: Job, args: argparse.Namespace) -> Decoded:
+    """The first stage of an image: checks that need no network, then the decoded file."""
     from ..files import check_writable
-    from ..image_io import read_icc_profile, read_image, write_image
-    from ..inference import upscale
+    from ..image_io import read_icc_profile, read_image
 
     if job.source.resolve() == job.target.resolve():
         raise SisrError(f"{job.source}: the output would replace the input")
     check_writable(job.target, args.overwrite)  # before the network runs, not after
     image = read_image(job.source, max_pixels=args.max_pixels)
-    if should_stream(job.target, image, model.scale, args.stream):
-        return stream_file(model, image, job, args)
+    # The same colours as the input: its colour profile goes with the pixels.
+    return Decoded(image, read_icc_profile(job.source))
+
+
+def compute_result(model: PreparedModel, job: Job, decoded: Decoded, args: argparse.Namespace) -> Any:
+    """The network's stage: the enlarged image, or its size where it was streamed to its file already."""
+    import torch
+
+    from ..inference import upscale
+
+    if should_stream(job.target, decoded.image, model.scale, args.stream):
+        return stream_file(model, decoded.image, job, args)
     try:
         result = upscale(
             model,
-            image,
+            decoded.image,
             tile=args.tile,
             tile_overlap=args.tile_overlap,
             tile_batch=args.tile_batch,
             name=str(job.source),
-            progress=log.isEnabledFor(logging.INFO),  # a tile bar, on a terminal only
+            progress=log.isEnabledFor(logging.INFO),  # a tile bar on a terminal, else a line every few seconds
         )
     except torch.OutOfMemoryError:
         hint = "use a smaller --tile" if args.tile else "use --tile 256 (or smaller)"
         raise SisrError(f"{job.source}: out of memory; {hint}") from None
-    # The same colours as the input: its colour profile goes with the pixels.
-    write_image(job.target, result, overwrite=args.overwrite, icc_profile=read_icc_profile(job.source))
-    return result.shape[1], result.shape[0]
+    return Encodable(result, decoded.icc_profile)
+
+
+@dataclass
+class Encodable:
+    """An enlarged image waiting for the writer."""
+
+    pixels: Any
+    icc_profile: bytes | None
+
+
+def write_result(job: Job, computed: Any, args: argparse.Namespace) -> tuple[int, int]:
+    """The last stage: encode the result to its file (atomically, exclusively); the output size (width, height)."""
+    from ..image_io import write_image
+
+    if not isinstance(computed, Encodable):  # streamed: written tile by tile already
+        return computed
+    write_image(job.target, computed.pixels, overwrite=args.overwrite, icc_profile=computed.icc_profile)
+    return computed.pixels.shape[1], computed.pixels.shape[0]
+
+
+def outcomes(model: PreparedModel, jobs: list[Job], args: argparse.Namespace) -> Iterator[Outcome[Job]]:
+    """Each job's outcome in order; decoding and encoding overlap the network where that pays.
+
+    On a GPU the CPU is free for the codecs while the network runs; on a CPU
+    they compete with it for the same cores (and Pillow holds the GIL while
+    it compresses PNG), which measured slower than one image after another.
+    `--overlap` / `--no-overlap` decide it. Streamed (tiled TIFF) outputs are
+    written by the network's stage itself.
+    """
+    import time
+
+    from ..inference.pipeline import Outcome, overlapped
+
+    overlap = getattr(args, "overlap", None)
+    if overlap is None:
+        overlap = model.device.type == "cuda"
+    if overlap and len(jobs) > 1:
+        yield from overlapped(
+            jobs,
+            lambda job: read_input(job, args),
+            lambda job, decoded: compute_result(model, job, decoded, args),
+            lambda job, computed: write_result(job, computed, args),
+        )
+        return
+    for job in jobs:
+        start = time.perf_counter()
+        try:
+            yield Outcome(job, upscale_file(model, job, args), None, time.perf_counter() - start)
+        except Exception as error:  # whatever one image does, the others are still upscaled
+            yield Outcome(job, None, error, time.perf_counter() - start)
 
 
 def should_stream(target: Path, image: Any, scale: int, asked: bool) -> bool:
@@ -394,18 +491,20 @@ def _progress(jobs: list[Job]) -> Any:
     if len(jobs) > 1 and sys.stderr.isatty() and log.isEnabledFor(logging.INFO):
         from tqdm import tqdm
 
-        return tqdm(jobs, unit="image", file=sys.stderr)
+        return tqdm(total=len(jobs), unit="image", file=sys.stderr)
     return None
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
     from ..batch import record_for
 
     check_tiling(args)
     check_max_pixels(args)
     check_batch_options(args)
+    if args.ray:
+        from ..ray_batch import run_on_ray
+
+        return run_on_ray(args)
     if args.from_manifest is not None and not failed_jobs_exist(args.from_manifest):
         log.info("%s: no failures to retry", args.from_manifest)
         return 0
@@ -436,19 +535,20 @@ def run(args: argparse.Namespace) -> int:
     bar = _progress(jobs)
     lines = ProgressLines(len(jobs)) if bar is None and len(jobs) > 1 else None
     try:
-        for number, job in enumerate(bar if bar is not None else jobs, 1):
-            start = time.perf_counter()
-            try:
-                width, height = upscale_file(model, job, args)
+        for number, outcome in enumerate(outcomes(model, jobs, args), 1):
+            job, error = outcome.job, outcome.error
+            if error is None:
+                width, height = outcome.value
                 status, message = "done", None
-            except Exception as error:  # whatever one image does, the others are still upscaled
-                if isinstance(error, OutputExistsError) and args.skip_existing:
-                    # Another process wrote it meanwhile: its output stands, as on a rerun.
-                    status, message = "skipped", None
-                else:
-                    status, message = "failed", _failure(job, error, args)
+            elif isinstance(error, OutputExistsError) and args.skip_existing:
+                # Another process wrote it meanwhile: its output stands, as on a rerun.
+                status, message = "skipped", None
+            else:
+                status, message = "failed", _failure(job, error, args)
             if manifest is not None:
-                manifest.append(record_for(job, status, time.perf_counter() - start, message))
+                manifest.append(record_for(job, status, outcome.seconds, message))
+            if bar is not None:
+                bar.update(1)
             if status == "done":
                 tally.done += 1
                 if bar is None:

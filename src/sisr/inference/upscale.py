@@ -40,12 +40,33 @@ def check_size(source: SourceImage, name: str) -> None:
 
 
 def progress_bar(total: int, enabled: bool, name: str) -> Any:
-    """A tqdm bar over tiles on a terminal, else nothing: logs and pipes stay clean."""
-    if not enabled or total <= 1 or not sys.stderr.isatty():
+    """A tqdm bar over tiles on a terminal, else `TileProgressLines`: a large image is not minutes of silence in a log."""
+    if not enabled or total <= 1:
         return None
+    if not sys.stderr.isatty():
+        return TileProgressLines(total, name)
     from tqdm import tqdm
 
     return tqdm(total=total, desc=name, unit="tile", leave=False)
+
+
+class TileProgressLines:
+    """`photo.png: 12/48 tiles, 0.8 tiles/s, 45s left` on the sisr logger every few seconds; tqdm's update/close."""
+
+    def __init__(self, total: int, name: str, interval: float = 5.0) -> None:
+        from ..batch import ProgressLines
+
+        self.name = name
+        self.done = 0
+        self.lines = ProgressLines(total, interval, unit="tiles")
+
+    def update(self, count: int = 1) -> None:
+        self.done += count
+        if (line := self.lines.update(self.done)) is not None:
+            log.info("%s: %s", self.name, line)
+
+    def close(self) -> None:
+        pass
 
 
 # Without a tile size, images of more LR pixels than this are tiled anyway, in
