@@ -18,18 +18,8 @@ from sisr.image_io import read_image, write_image
 from sisr.imaging import matlab_imresize, psnr, ssim
 from sisr.weights import save_model
 
-# The EDSR paper's bicubic baseline (Y channel, border = scale), PSNR and SSIM.
-PUBLISHED_BICUBIC = {
-    ("Set5", 2): (33.66, 0.9299),
-    ("Set5", 3): (30.39, 0.8682),
-    ("Set5", 4): (28.42, 0.8104),
-    ("Set14", 2): (30.24, 0.8688),
-    ("Set14", 3): (27.55, 0.7742),
-    ("Set14", 4): (26.00, 0.7027),
-    ("BSD100", 2): (29.56, 0.8431),
-    ("BSD100", 3): (27.21, 0.7385),
-    ("BSD100", 4): (25.96, 0.6675),
-}
+# The EDSR paper's bicubic baseline (Y channel, border = scale), PSNR and SSIM: the parity test's table.
+from test_imaging_matlab_parity import PUBLISHED_BICUBIC
 
 
 @pytest.mark.slow
