@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,6 +183,7 @@ def upscale(
     device: str | torch.device = "auto",
     progress: bool = False,
     name: str | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> Any:
     """Enlarge `image` by the network's scale; the result is of the same kind as the input.
 
@@ -212,6 +213,9 @@ def upscale(
       "fp16" (CUDA only); `device`: "auto", "cpu", "cuda", "cuda:N". A
       prepared model keeps its own unless these ask for something else.
     * `name` is used in error messages (e.g. the file name).
+    * `on_tile(done, total)` is called after each batch of colour tiles (a
+      server's progress bar); an exception raised from it stops the run there
+      and propagates (a cancelled job).
 
     To write a result too large for memory, see `upscale_to_tiff`.
     """
@@ -227,12 +231,31 @@ def upscale(
     )
     canvas = Canvas(run.source, run.scale, device=run.model.device, pinned=run.model.pinned_memory)
     bar = progress_bar(len(run.color_tiles), progress, run.label)
+    update = bar.update if bar is not None else None
+    if on_tile is not None:
+        update = _counting(len(run.color_tiles), on_tile, update)
     try:
-        run.fill(canvas, run.color_tiles, run.alpha_tiles, bar.update if bar is not None else None)
+        run.fill(canvas, run.color_tiles, run.alpha_tiles, update)
     finally:
         if bar is not None:
             bar.close()
     return canvas.result()
+
+
+def _counting(
+    total: int, on_tile: Callable[[int, int], None], then: Callable[[int], Any] | None
+) -> Callable[[int], None]:
+    """A tqdm-style `update(count)` that also reports (done, total) to `on_tile`."""
+    done = 0
+
+    def update(count: int = 1) -> None:
+        nonlocal done
+        done += count
+        if then is not None:
+            then(count)
+        on_tile(done, total)
+
+    return update
 
 
 def _upscale_alpha(source: SourceImage, canvas: Canvas, scale: int, tiles: list[Tile], tile_batch: int) -> None:
