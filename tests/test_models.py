@@ -46,7 +46,8 @@ def test_large_edsr_size_and_output_shape(name):
     assert output.shape == (1, 3, 3 * scale, 2 * scale)
 
 
-SMALL_PRESETS = [p for p in list_presets() if p.name not in LARGE_EDSR]
+# Networks of residual blocks, cut to one block; SRCNN and VDSR (no blocks) are in test_pre_upsampling.py.
+SMALL_PRESETS = [p for p in list_presets() if p.name not in LARGE_EDSR and "num_blocks" in p.args]
 
 
 @pytest.mark.parametrize("preset", SMALL_PRESETS, ids=lambda p: p.name)
@@ -167,3 +168,13 @@ def test_build_model_gives_a_plain_network_for_a_spec():
         build_model("nope", {})
     with pytest.raises(SisrError, match="unknown model preset 'edsr-basline-x2'.*edsr-baseline-x2"):
         create_model("edsr-basline-x2")
+
+
+def test_the_papers_presets_use_the_papers_upsampler_and_skip():
+    # The ablation's arguments are left to their defaults, so preset specs (and files saved from them) are unchanged.
+    for preset in list_presets():
+        assert "upsampler" not in preset.args and "global_skip" not in preset.args, preset.name
+    edsr = create_model("edsr-baseline-x2", num_blocks=1).network
+    wdsr = create_model("wdsr-b-16-x2", num_blocks=1).network
+    assert edsr.global_skip and isinstance(edsr.tail[0], Upsampler)
+    assert wdsr.skip is not None and isinstance(wdsr.tail[1], torch.nn.PixelShuffle)

@@ -1,11 +1,21 @@
 """The networks: plain `nn.Module`s taking [0, 1] RGB NCHW tensors, and the preset registry."""
 
 from .bicubic import Bicubic
-from .common import DIV2K_RGB_MEAN, MeanShift, Upsampler, WeightNormConv2d, count_parameters, upsample_stages
+from .common import (
+    DIV2K_RGB_MEAN,
+    UPSAMPLERS,
+    MeanShift,
+    Upsampler,
+    WeightNormConv2d,
+    count_parameters,
+    upsample_stages,
+)
 from .edsr import EDSR
 from .registry import ARCHITECTURES, PRESETS, Preset, build_model, get_preset, list_presets, preset_spec
 from .spec import ModelSpec
+from .srcnn import SRCNN
 from .srresnet import Discriminator, SRResNet
+from .vdsr import VDSR
 from .wdsr import WDSR
 
 __all__ = [
@@ -13,6 +23,9 @@ __all__ = [
     "DIV2K_RGB_MEAN",
     "EDSR",
     "PRESETS",
+    "SRCNN",
+    "UPSAMPLERS",
+    "VDSR",
     "WDSR",
     "Bicubic",
     "Discriminator",

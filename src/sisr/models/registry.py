@@ -20,7 +20,9 @@ from .bicubic import Bicubic
 from .edsr import EDSR
 from .msrresnet import MSRResNet
 from .spec import ModelSpec
+from .srcnn import SRCNN
 from .srresnet import Discriminator, SRResNet
+from .vdsr import VDSR
 from .wdsr import WDSR
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
@@ -30,6 +32,8 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "msrresnet": MSRResNet,
     "srgan-discriminator": Discriminator,
     "bicubic": Bicubic,
+    "srcnn": SRCNN,
+    "vdsr": VDSR,
 }
 
 
@@ -105,6 +109,24 @@ for _s in (2, 4):
             "srresnet",
             {"scale": _s, "num_filters": 64, "num_blocks": 16},
             f"SRResNet (SRGAN generator), 16 blocks with batch norm, x{_s}",
+        )
+    )
+# Pre-upsampling networks: bicubic enlargement inside, every layer at the output's size.
+for _s in (2, 3, 4):
+    register(
+        Preset(
+            f"srcnn-x{_s}",
+            "srcnn",
+            {"scale": _s, "kernel_sizes": [9, 5, 5], "num_filters": 64, "mapping_filters": 32},
+            f"SRCNN 9-5-5, 64/32 filters, on the bicubic-enlarged image ('same' padding), x{_s}",
+        )
+    )
+    register(
+        Preset(
+            f"vdsr-x{_s}",
+            "vdsr",
+            {"scale": _s, "num_filters": 64, "num_layers": 20},
+            f"VDSR, 20 layers of 64 filters, residual over the bicubic-enlarged image, x{_s}",
         )
     )
 del _s, _n

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import DIV2K_RGB_MEAN, MeanShift, WeightNormConv2d
+from .common import (
+    DIV2K_RGB_MEAN,
+    MeanShift,
+    WeightNormConv2d,
+    WeightNormConvTranspose2d,
+    check_upsampler,
+    transposed_geometry,
+)
 
 
 class WideBlockA(nn.Module):
@@ -42,12 +49,43 @@ class WideBlockB(nn.Module):
         return x + self.body(x) * self.res_scale
 
 
+def branch_end(upsampler: str, in_channels: int, out_channels: int, kernel_size: int, scale: int) -> nn.Sequential:
+    """A WDSR branch's last layer: `in_channels` LR features to `out_channels` at `scale` times the size.
+
+    "subpixel" is the paper's conv to out*s*s channels and one shuffle by s;
+    "transposed" the deconvolution with the same weights and reach (one of
+    stride s with a k*s kernel, see `transposed_geometry`); "nearest-conv" a
+    nearest-neighbour enlargement by s and the k x k convolution in HR space.
+    Each does what the paper's single shuffle does, in one stage.
+    """
+    if check_upsampler(upsampler) == "transposed":
+        kernel, padding = transposed_geometry(scale, kernel_size)
+        return nn.Sequential(WeightNormConvTranspose2d(in_channels, out_channels, kernel, scale, padding))
+    if upsampler == "nearest-conv":
+        return nn.Sequential(
+            nn.Upsample(scale_factor=scale, mode="nearest"), WeightNormConv2d(in_channels, out_channels, kernel_size)
+        )
+    return nn.Sequential(
+        WeightNormConv2d(in_channels, out_channels * scale * scale, kernel_size), nn.PixelShuffle(scale)
+    )
+
+
 class WDSR(nn.Module):
     """Main branch (head, wide blocks, conv to 3*s*s, shuffle) + 5x5 skip branch (conv, shuffle).
 
     Both branches end in a pixel shuffle of their own and are summed in HR
     space, so the body needs no upsampling stages and no features at HR size.
+
+    `upsampler` replaces both branches' conv + shuffle ("transposed",
+    "nearest-conv": see `branch_end`). `global_skip=False` drops the 5x5
+    branch: it is WDSR's global skip, a learnt upsampling of the input image
+    itself, so the blocks only add detail to it (the role bicubic plays in
+    VDSR's residual learning). Without it the output is the main branch alone
+    and the parameters shrink by the branch's (3 * 3 * s * s * 25 weights,
+    their norms and biases).
     """
+
+    skip: nn.Sequential | None
 
     def __init__(
         self,
@@ -61,13 +99,14 @@ class WDSR(nn.Module):
         num_channels: int = 3,
         input_scale: float = 2.0,
         rgb_mean: tuple[float, ...] = DIV2K_RGB_MEAN,
+        upsampler: str = "subpixel",
+        global_skip: bool = True,
     ) -> None:
         super().__init__()
         if block not in ("a", "b"):
             raise ValueError(f"WDSR block must be 'a' or 'b', not {block!r}")
         self.scale = scale
         self.normalize = MeanShift(rgb_mean, input_scale)
-        out = num_channels * scale * scale
         self.head = nn.Sequential(WeightNormConv2d(num_channels, num_filters, 3))
         blocks: list[nn.Module]
         if block == "a":
@@ -75,10 +114,12 @@ class WDSR(nn.Module):
         else:
             blocks = [WideBlockB(num_filters, expansion, linear, res_scale) for _ in range(num_blocks)]
         self.body = nn.Sequential(*blocks)
-        self.tail = nn.Sequential(WeightNormConv2d(num_filters, out, 3), nn.PixelShuffle(scale))
-        self.skip = nn.Sequential(WeightNormConv2d(num_channels, out, 5), nn.PixelShuffle(scale))
+        self.tail = branch_end(upsampler, num_filters, num_channels, 3, scale)
+        self.skip = branch_end(upsampler, num_channels, num_channels, 5, scale) if global_skip else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.normalize(x)
-        y = self.tail(self.body(self.head(x))) + self.skip(x)
+        y = self.tail(self.body(self.head(x)))
+        if self.skip is not None:
+            y = y + self.skip(x)
         return self.normalize.inverse(y)

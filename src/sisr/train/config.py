@@ -71,6 +71,11 @@ class DataSection:
     skip_small: bool = False  # leave out images smaller than one patch (with a warning) instead of stopping
     batch_size: int = 16  # patches per step PER PROCESS (global batch = this x world size)
     augment: bool = True  # random horizontal flips and quarter turns
+    # How LR patches are made (sisr.data.degradations): "bicubic" (the LR crop as it is, the papers' setting),
+    # "jpeg" (then noise and JPEG), "realesrgan" (Real-ESRGAN's two rounds from the HR patch) or "custom"
+    degradation: str = "bicubic"
+    # the recipe's parameters replaced, e.g. {jpeg_range = [40, 95], noise_prob = 0}; see training_recipe
+    degradation_args: dict[str, Any] = field(default_factory=dict)
     cache: str = "disk"  # decoded images: "disk" (memory-mapped .npy files) or "memory"
     cache_dir: str = ""  # "" = <sisr cache>/decoded
     workers: int = 2  # DataLoader worker processes; 0 = load in the training process
@@ -84,6 +89,8 @@ class ValSection:
     set: str = "DIV2K-valid"  # a benchmark name (Set5, DIV2K-valid, ...) or folder; "" = no validation
     limit: int = 10  # validate on the first N images; 0 = all
     every: int = 1000  # steps between validations
+    # LR of the validation images made by a fixed degradation (jpeg75, noise15, realesrgan-0, ...); "" = as the set has it
+    degradation: str = ""
 
 
 @dataclass
@@ -168,6 +175,7 @@ class TrainConfig:
             problems.append(("data.cache", f"must be one of {', '.join(CACHES)}, not {_shown(self.data.cache)}"))
         if self.data.downgrade not in ("bicubic", "unknown"):
             problems.append(("data.downgrade", f"must be 'bicubic' or 'unknown', not {_shown(self.data.downgrade)}"))
+        problems.extend(_degradation_problems(self.data.degradation, self.data.degradation_args, self.val.degradation))
         if self.optim.name not in ("adam", "adamw"):
             problems.append(("optim.name", f"must be 'adam' or 'adamw', not {_shown(self.optim.name)}"))
         if len(self.optim.betas) != 2:
@@ -207,6 +215,19 @@ class TrainConfig:
         elif list(self.optim.milestones) != sorted(self.optim.milestones):
             problems.append(("optim.milestones", f"must be increasing, not {_shown(self.optim.milestones)}"))
         return problems
+
+
+def _degradation_problems(recipe: str, args: dict[str, Any], validation: str) -> list[tuple[str, str]]:
+    """The training recipe, its arguments and the validation's fixed degradation, checked where they are defined."""
+    from ..data.degradations import fixed_degradation, recipe_problems
+
+    problems = recipe_problems(recipe, args)
+    if validation:
+        try:
+            fixed_degradation(validation)
+        except SisrError as error:
+            problems.append(("val.degradation", str(error).removeprefix(f"degradation {validation!r} ")))
+    return problems
 
 
 def _raise_problems(what: str, problems: list[tuple[str, str]], sources: dict[str, str] | None) -> None:
@@ -266,7 +287,8 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
             value = [_in_range(key, item, source) for item in value] if ok else value
     elif expected is dict:
         ok = isinstance(value, dict)
-        value = _arguments(key, value, source) if ok else value
+        # A recipe's ranges are lists ([low, high]); a network's arguments are plain values.
+        value = _arguments(key, value, source, lists=key == "data.degradation_args") if ok else value
     else:
         ok = isinstance(value, expected)
     if ok and isinstance(value, str) and "\0" in value:
@@ -292,14 +314,19 @@ def _finite(key: str, value: float, source: str) -> float:
     return number
 
 
-def _arguments(key: str, values: dict[str, Any], source: str) -> dict[str, Any]:
-    """A table of constructor arguments (model.args): names to plain values, no tables or lists inside."""
+def _arguments(key: str, values: dict[str, Any], source: str, lists: bool = False) -> dict[str, Any]:
+    """A table of constructor arguments (model.args): names to plain values, no tables inside, and lists
+    (of numbers, strings or true/false) only with `lists`."""
     checked: dict[str, Any] = {}
     for name, value in values.items():
         dotted = f"{key}.{name}"
         if not name.isidentifier():
             raise SisrError(f"{source}: {_shown(dotted)} is not an argument name")
-        if isinstance(value, (bool, str)):
+        if lists and isinstance(value, list):
+            if len(value) > 64 or any(isinstance(item, (list, dict)) for item in value):
+                raise SisrError(f"{source}: {dotted} must be a short flat list, not {_shown(value)}")
+            checked[name] = [_arguments(dotted, {"item": item}, source)["item"] for item in value]
+        elif isinstance(value, (bool, str)):
             checked[name] = _coerce(dotted, value, value, source)
         elif isinstance(value, int):
             checked[name] = _in_range(dotted, value, source)
@@ -365,6 +392,9 @@ def family_defaults(preset: str) -> dict[str, Any]:
         train, optim = {"loss": "l1", "steps": 300000}, {"lr": 1e-3, "milestones": [200000], "gamma": 0.5}
     elif arch in ("srresnet", "msrresnet"):
         train, optim = {"loss": "mse", "steps": 1000000}, {"lr": 1e-4, "milestones": [], "gamma": 0.5}
+    elif arch in ("srcnn", "vdsr"):
+        # Both papers: MSE on the bicubic-enlarged image (with SGD there; Adam here, as for the others).
+        train, optim = {"loss": "mse", "steps": 300000}, {"lr": 1e-4, "milestones": [200000], "gamma": 0.5}
     else:
         raise SisrError(f"model preset {preset!r} ({arch}) is not a network that sisr train can train")
     return {"model": {"preset": preset}, "train": train, "optim": optim}
