@@ -1,7 +1,7 @@
 """Training speed on this machine: steps/s and patches/s, FLOPs per step, share of the matmul peak,
 and the data pipeline's own rate.
 
-    python benchmarks/bench_train.py [--steps 3] [--batch-size 16] [--patch-size 96] [--threads N]
+    python benchmarks/bench_train.py [--steps 3] [--batch-size 16] [--patch-size 96] [--threads N] [--pipeline-only]
 
 For each network one training step (forward, L1 loss, backward, Adam) on a
 batch of random patches is timed `--steps` times after one warm-up; the best
@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from sisr import count_parameters, create_model
+from sisr.data.degradations import training_recipe
 from sisr.data.training import PatchSamples, TrainingImages, patch_loader
 
 PRESETS = ["edsr-baseline-x4", "wdsr-b-32-x4"]
@@ -113,9 +114,17 @@ def bench_network(preset: str, batch: int, hr_patch: int, repeats: int) -> dict:
 
 
 def bench_pipeline(
-    batch: int, hr_patch: int, scale: int, workers: int, batches: int, cache: str, folder: Path
+    batch: int,
+    hr_patch: int,
+    scale: int,
+    workers: int,
+    batches: int,
+    cache: str,
+    folder: Path,
+    degradation: str = "bicubic",
 ) -> float:
-    """Patches per second from decoded images to uint8 batches, DIV2K-sized images (2040x1356 HR)."""
+    """Patches per second from decoded images to uint8 batches, DIV2K-sized images (2040x1356 HR), LR patches
+    made by the named degradation recipe (`data.degradation`)."""
     rng = np.random.default_rng(0)
     hr_list, lr_list, sizes = [], [], []
     for index in range(4):
@@ -131,7 +140,8 @@ def bench_pipeline(
             lr_list.append(lr)
         sizes.append(lr.shape[:2])
     images = TrainingImages([str(i) for i in range(4)], hr_list, lr_list, sizes, scale)
-    loader = iter(patch_loader(PatchSamples(images, hr_patch, seed=0), batch, workers=workers))
+    samples = PatchSamples(images, hr_patch, seed=0, degradation=training_recipe(degradation))
+    loader = iter(patch_loader(samples, batch, workers=workers))
     next(loader)  # workers started
     start = time.perf_counter()
     for _ in range(batches):
@@ -148,10 +158,32 @@ def main() -> None:
     parser.add_argument("--patch-size", type=int, default=96, help="HR patch side")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--batches", type=int, default=100, help="batches timed for the data pipeline")
+    parser.add_argument(
+        "--pipeline-only", action="store_true", help="time only the data pipeline (no networks, no matmul peak)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     print(f"{datetime.date.today()}  {cpu_name()}  torch {torch.__version__}  {args.threads} threads")
+    if not args.pipeline_only:
+        bench_networks(args)
+    with tempfile.TemporaryDirectory() as folder:
+        for cache, workers in (("memory", 0), ("disk", 0), ("disk", 2)):
+            rate = bench_pipeline(args.batch_size, args.patch_size, 4, workers, args.batches, cache, Path(folder))
+            print(
+                f"data pipeline, {cache} cache, {workers} workers: {rate:,.0f} patches/s "
+                f"(crop, flip/rotate, uint8 batches of {args.batch_size})"
+            )
+        # The degradation recipes run in the loader workers: their rate is what the trainer can be fed.
+        for recipe, workers in (("jpeg", 0), ("jpeg", 2), ("realesrgan", 0), ("realesrgan", 2)):
+            batches = max(1, args.batches // (10 if recipe == "realesrgan" else 2))
+            rate = bench_pipeline(
+                args.batch_size, args.patch_size, 4, workers, batches, "disk", Path(folder), degradation=recipe
+            )
+            print(f"data pipeline, disk cache, {workers} workers, {recipe} recipe: {rate:,.0f} patches/s")
+
+
+def bench_networks(args: argparse.Namespace) -> None:
     peak_before = matmul_peak_gflops()
     rows = [bench_network(preset, args.batch_size, args.patch_size, args.steps) for preset in PRESETS]
     peak = max(peak_before, matmul_peak_gflops())
@@ -176,13 +208,6 @@ def main() -> None:
         "(GFLOP/step: forward + backward as counted by FlopCounterMode; fwd conv: forward convolutions "
         "counted from their shapes, 2 FLOP per multiply-add)"
     )
-    with tempfile.TemporaryDirectory() as folder:
-        for cache, workers in (("memory", 0), ("disk", 0), ("disk", 2)):
-            rate = bench_pipeline(args.batch_size, args.patch_size, 4, workers, args.batches, cache, Path(folder))
-            print(
-                f"data pipeline, {cache} cache, {workers} workers: {rate:,.0f} patches/s "
-                f"(crop, flip/rotate, uint8 batches of {args.batch_size})"
-            )
 
 
 if __name__ == "__main__":

@@ -176,3 +176,46 @@ def test_the_scale_defaults_to_the_networks_own(tmp_path: Path, tiny_model: Path
     assert main(["evaluate", "--model", str(tiny_model), "--model", str(x3), "--dataset", str(folder)]) == 1
     err = capsys.readouterr().err
     assert "tiny-x2 x2" in err and "tiny-x3 x3" in err and "Traceback" not in err
+
+
+def test_a_degradation_makes_the_lr_from_the_sets_own_lr_and_is_labelled(tmp_path: Path) -> None:
+    """jpeg75 scored by hand: the set's LR saved by Pillow at quality 75, enlarged by the bicubic model, PSNR."""
+    from PIL import Image
+
+    from sisr import load_model, upscale
+
+    folder = make_folder(tmp_path / "mini", 2)
+    plain, jpeg = evaluate("bicubic", str(folder), 2, metrics=["psnr"], degradations=["bicubic", "jpeg75"])
+    assert (plain["degradation"], jpeg["degradation"]) == ("bicubic", "jpeg75")
+    assert plain["metrics"] == evaluate("bicubic", str(folder), 2, metrics=["psnr"])[0]["metrics"]
+    for image in jpeg["images"]:
+        buffer = io.BytesIO()
+        Image.fromarray(read_image(folder / "LR_bicubic" / "X2" / f"{image['name']}.png")).save(
+            buffer, "JPEG", quality=75
+        )
+        sr = upscale(load_model("bicubic", scale=2), np.asarray(Image.open(buffer)))
+        assert image["psnr"] == pytest.approx(
+            psnr(sr, read_image(folder / "HR" / f"{image['name']}.png"), crop_border=2)
+        )
+    assert jpeg["metrics"]["psnr"] < plain["metrics"]["psnr"] - 0.3
+
+
+def test_degraded_sets_are_the_same_for_every_model_and_in_the_table(tmp_path: Path, tiny_model: Path, capsys) -> None:
+    folder = make_folder(tmp_path / "mini", 2, count=1)
+    alone = evaluate(str(tiny_model), str(folder), 2, metrics=["psnr"], degradations="realesrgan-0")
+    together = evaluate(["bicubic", str(tiny_model)], str(folder), 2, metrics=["psnr"], degradations="realesrgan-0")
+    assert together[1]["images"] == alone[0]["images"]  # the second model reads the LR the first one was given
+    other_seed = evaluate(
+        str(tiny_model), str(folder), 2, metrics=["psnr"], degradations="realesrgan-0", degradation_seed=1
+    )
+    assert other_seed[0]["images"] != alone[0]["images"]
+
+    base = ["evaluate", "--model", "bicubic", "--dataset", str(folder), "--scale", "2"]
+    assert main([*base, "--degradation", "jpeg50", "--degradation", "noise15"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "mini jpeg50" in header and "mini noise15" in header
+    assert main([*base, "--degradation", "noise15", "--format", "csv", "--metric", "psnr"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {row["degradation"] for row in rows} == {"noise15"}
+    assert main([*base, "--degradation", "jpeg0"]) == 1
+    assert "--degradation 'jpeg0' has a JPEG quality outside 1-100" in capsys.readouterr().err

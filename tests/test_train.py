@@ -73,13 +73,14 @@ def test_defaults_follow_the_papers(preset, loss, lr, milestones, steps):
 
 
 # Fine-tuning presets (with a [gan] section, for `sisr finetune`) are checked in test_finetune.py, the
-# recipes of the bundled networks (default-x*.toml) in test_bundled.py.
+# recipes of the bundled networks (default-x*.toml) in test_bundled.py, the robust ones' (robust-x*.toml,
+# fine-tuned from the bundled networks) in test_degradations.py.
 @pytest.mark.parametrize(
     "path",
     sorted(
         p
         for p in (REPO / "configs").glob("*.toml")
-        if "\n[gan]" not in p.read_text() and not p.name.startswith("default-")
+        if "\n[gan]" not in p.read_text() and not p.name.startswith(("default-", "robust-"))
     ),
     ids=lambda p: p.name,
 )

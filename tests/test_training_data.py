@@ -245,3 +245,46 @@ def test_loader_resumes_where_it_stopped_and_workers_change_nothing(tmp_path):
         lr, hr = next(resumed)
         assert torch.equal(lr, expected[0]) and torch.equal(hr, expected[1])
     del resumed
+
+
+# --- degradation recipes -----------------------------------------------------
+
+
+def test_the_bicubic_recipe_gives_todays_patches_bit_for_bit(tmp_path):
+    from sisr.data.degradations import training_recipe
+
+    pairs = hr_only_pairs(_hr_folder_of_noise(tmp_path, [(40, 52), (64, 44)]))
+    images = prepare_training_images(pairs, 2, 16, cache="memory")
+    today, bicubic = PatchSamples(images, 16, seed=4), PatchSamples(images, 16, seed=4, degradation=training_recipe())
+    for n in range(40):
+        for a, b in zip(today[n], bicubic[n]):
+            assert torch.equal(a, b)
+
+
+def _hr_folder_of_noise(tmp_path, sizes):
+    for index, (height, width) in enumerate(sizes):
+        write_image(tmp_path / "hr" / f"img{index}.png", _noise(height, width, index))
+    return tmp_path / "hr"
+
+
+@pytest.mark.parametrize("recipe", ["jpeg", "realesrgan"])
+def test_a_recipe_changes_only_the_lr_patch_and_resumes_exactly_in_workers(tmp_path, recipe):
+    from sisr.data.degradations import training_recipe
+
+    pairs = hr_only_pairs(_hr_folder_of_noise(tmp_path, [(40, 52), (64, 44), (48, 48)]))
+    images = prepare_training_images(pairs, 4, 32, cache="disk", cache_dir=tmp_path / "cache")
+    plain = PatchSamples(images, 32, seed=5)
+    degraded = PatchSamples(images, 32, seed=5, degradation=training_recipe(recipe))
+    changed = 0
+    for n in range(12):
+        (lr_plain, hr_plain), (lr, hr) = plain[n], degraded[n]
+        assert torch.equal(hr, hr_plain) and lr.shape == lr_plain.shape == (3, 8, 8)
+        changed += not torch.equal(lr, lr_plain)
+    assert changed >= 6
+    whole = iter(patch_loader(degraded, 4))
+    batches = [next(whole) for _ in range(5)]
+    resumed = iter(patch_loader(degraded, 4, start_sample=2 * 4, workers=2))
+    for expected in batches[2:]:
+        lr, hr = next(resumed)
+        assert torch.equal(lr, expected[0]) and torch.equal(hr, expected[1])
+    del resumed

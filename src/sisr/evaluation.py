@@ -1,7 +1,10 @@
 """Benchmark evaluation as the papers do it: MATLAB-made LR, Y channel, border cropped.
 
 `evaluate()` returns plain records (dicts) so that tables, CSV and JSON are
-all views of the same numbers.
+all views of the same numbers. With `degradations` (`jpeg75`, `noise15`,
+`realesrgan-0`, ... see `sisr.data.degradations.fixed_degradation`) the LR
+images are made from the sets' images deterministically, so a table on
+degraded inputs is reproduced by anyone with the same sets.
 """
 
 from __future__ import annotations
@@ -9,14 +12,20 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from torch import nn
 
 from .errors import SisrError
 from .model import SRModel, as_model
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .data.degradations import FixedDegradation
+    from .data.testsets import BenchmarkSet
 
 log = logging.getLogger("sisr")
 
@@ -49,15 +58,20 @@ def evaluate(
     save_images: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    degradations: Sequence[str] | str | None = None,
+    degradation_seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Score each model on each dataset; one record per (model, dataset).
+    """Score each model on each dataset; one record per (model, dataset, degradation).
 
-    A record holds `model`, `dataset`, `scale`, `y_channel`, `crop_border`,
-    `metrics` (mean over the set), `images` (per-image values) and `seconds`.
+    A record holds `model`, `dataset`, `degradation` (None: the set's LR as
+    published), `scale`, `y_channel`, `crop_border`, `metrics` (mean over the
+    set), `images` (per-image values) and `seconds`.
     Defaults follow the papers: Y channel of BT.601 YCbCr, border = scale.
     Without `scale`, the networks' own scale is used (they must agree);
-    `bicubic` alone needs it.
+    `bicubic` alone needs it. `degradations` name fixed degradations of the
+    LR images, `degradation_seed` fixes their random draws.
     """
+    from .data.degradations import fixed_degradation
     from .data.testsets import load_benchmark
     from .image_io import write_image
     from .imaging import psnr, ssim
@@ -73,7 +87,14 @@ def evaluate(
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise SisrError(f"unknown metric {', '.join(unknown)}; choose from {', '.join(METRICS)}")
-    # Networks are loaded first: a wrong name or scale fails before any data is read.
+    if isinstance(degradations, str):
+        degradations = [degradations]
+    if not isinstance(degradation_seed, int) or degradation_seed < 0:
+        raise SisrError(f"degradation_seed must be a non-negative integer, not {degradation_seed!r}")
+    # Names are checked first, networks next: a wrong name or scale fails before any data is read.
+    fixed: list[FixedDegradation | None] = (
+        [fixed_degradation(name) for name in dict.fromkeys(degradations)] if degradations else [None]
+    )
     networks = [_resolve(model, scale) for model in models]
     if scale is None:
         scale = _common_scale(models, networks)
@@ -81,6 +102,7 @@ def evaluate(
     functions = {"psnr": psnr, "ssim": ssim}
 
     sets = [load_benchmark(dataset, scale, data_root, progress=progress) for dataset in datasets]
+    cache: dict[tuple[int, str], list[np.ndarray]] = {}  # degraded LR images, made once for all models
     records = []
     for model_name, network in zip(models, networks):
         model = network if network is not None else load_model("bicubic", scale=scale)
@@ -88,10 +110,11 @@ def evaluate(
             model = with_self_ensemble(model)
         prepared = prepare_model(model, precision, device)  # once per model, not per image
         label = model_label(model_name) + ("+" if self_ensemble else "")
-        for benchmark in sets:
+        for benchmark, degradation in ((b, d) for b in sets for d in fixed):
             started = time.perf_counter()
             images: list[dict[str, Any]] = []
-            for name, hr, lr in benchmark.iter_pairs():
+            pairs = degraded_pairs(benchmark, degradation, degradation_seed, cache if len(models) > 1 else None)
+            for name, hr, lr in pairs:
                 sr = upscale(prepared, lr, tile=tile, tile_overlap=tile_overlap)
                 if sr.shape != hr.shape:
                     raise SisrError(f"{benchmark.name}/{name}: output {sr.shape} but HR {hr.shape}")
@@ -101,7 +124,8 @@ def evaluate(
                 }
                 images.append({"name": name, **values})
                 if save_images is not None:
-                    out = Path(save_images) / label / benchmark.name / f"x{scale}" / f"{name}.png"
+                    folder = f"x{scale}" if degradation is None else f"x{scale}-{degradation.name}"
+                    out = Path(save_images) / label / benchmark.name / folder / f"{name}.png"
                     write_image(out, sr, overwrite=overwrite)
             seconds = time.perf_counter() - started
             means = {m: sum(image[m] for image in images) / len(images) for m in metrics} if images else {}
@@ -109,6 +133,7 @@ def evaluate(
                 {
                     "model": label,
                     "dataset": benchmark.name,
+                    "degradation": None if degradation is None else degradation.name,
                     "scale": scale,
                     "y_channel": y_channel,
                     "crop_border": crop,
@@ -118,10 +143,33 @@ def evaluate(
                 }
             )
             summary = ", ".join(f"{m} {v:.4f}" for m, v in means.items())
-            log.info(
-                "%s on %s x%d: %s (%d images, %.1f s)", label, benchmark.name, scale, summary, len(images), seconds
-            )
+            where = benchmark.name if degradation is None else f"{benchmark.name} ({degradation.name})"
+            log.info("%s on %s x%d: %s (%d images, %.1f s)", label, where, scale, summary, len(images), seconds)
     return records
+
+
+def degraded_pairs(
+    benchmark: BenchmarkSet,
+    degradation: FixedDegradation | None,
+    seed: int,
+    cache: dict[tuple[int, str], list[np.ndarray]] | None,
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, HR, LR) of a set, LR by `degradation`; with a `cache`, each degraded LR is made once (Real-ESRGAN's
+    blur of a large image takes seconds) and later models read it from there."""
+    if degradation is None or cache is None:
+        yield from benchmark.iter_pairs(degradation, seed)
+        return
+    key = (id(benchmark), degradation.name)
+    stored = cache.get(key)
+    if stored is not None:
+        for (name, hr, _), lr in zip(benchmark.iter_pairs(), stored):
+            yield name, hr, lr
+        return
+    made = []
+    for name, hr, lr in benchmark.iter_pairs(degradation, seed):
+        made.append(lr)
+        yield name, hr, lr
+    cache[key] = made
 
 
 def _resolve(model: str | os.PathLike[str] | nn.Module | SRModel, scale: int | None) -> SRModel | None:

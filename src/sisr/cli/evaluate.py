@@ -39,6 +39,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data-root", metavar="DIR", help="folder holding the sets (else the download cache)")
     parser.add_argument(
+        "--degradation",
+        action="append",
+        metavar="D",
+        help="make the LR images with a fixed degradation instead: bicubic (the papers'), jpeg<Q> (that LR saved "
+        "as JPEG at quality Q: jpeg90, jpeg75, jpeg50), noise<S> (Gaussian noise of sigma S/255: noise15), "
+        "realesrgan-<N> (Real-ESRGAN's degradations of the HR image, draws fixed by N); repeat for several",
+    )
+    parser.add_argument(
+        "--degradation-seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="fixes the random draws of noise and realesrgan degradations with the image names (default 0)",
+    )
+    parser.add_argument(
         "--metric", action="append", choices=["psnr", "ssim"], help="repeat for several (default: psnr and ssim)"
     )
     parser.add_argument("--rgb", action="store_true", help="measure on RGB instead of the Y channel")
@@ -61,10 +76,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def format_table(records: list[dict[str, Any]], metrics: list[str]) -> str:
-    """Models as rows and sets as columns, like a paper's table; PSNR in dB, SSIM to 4 places."""
+    """Models as rows and sets (with their degradation, if any) as columns, like a paper's table; PSNR in dB,
+    SSIM to 4 places."""
     models = list(dict.fromkeys(r["model"] for r in records))
-    sets = list(dict.fromkeys(r["dataset"] for r in records))
-    cell = {(r["model"], r["dataset"]): r for r in records}
+    sets = list(dict.fromkeys(_column(r) for r in records))
+    cell = {(r["model"], _column(r)): r for r in records}
     scale = records[0]["scale"] if records else ""
     header = " / ".join("PSNR" if m == "psnr" else "SSIM" for m in metrics)
     rows = [[f"x{scale} ({header})", *sets]]
@@ -83,29 +99,39 @@ def format_table(records: list[dict[str, Any]], metrics: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _column(record: dict[str, Any]) -> str:
+    degradation = record.get("degradation")
+    return record["dataset"] if degradation is None else f"{record['dataset']} {degradation}"
+
+
 def format_csv(records: list[dict[str, Any]], metrics: list[str]) -> str:
-    """One row per image, plus a `mean` row per model and set."""
+    """One row per image, plus a `mean` row per model and set; a `degradation` column when one was asked for."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["model", "dataset", "scale", "image", *metrics])
+    degraded = any(r.get("degradation") is not None for r in records)
+    writer.writerow(["model", "dataset", *(["degradation"] if degraded else []), "scale", "image", *metrics])
     for r in records:
+        lead = [r["model"], r["dataset"], *([r.get("degradation") or ""] if degraded else []), r["scale"]]
         for image in r["images"]:
-            writer.writerow(
-                [r["model"], r["dataset"], r["scale"], image["name"], *(f"{image[m]:.6f}" for m in metrics)]
-            )
-        writer.writerow([r["model"], r["dataset"], r["scale"], "mean", *(f"{r['metrics'][m]:.6f}" for m in metrics)])
+            writer.writerow([*lead, image["name"], *(f"{image[m]:.6f}" for m in metrics)])
+        writer.writerow([*lead, "mean", *(f"{r['metrics'][m]:.6f}" for m in metrics)])
     return out.getvalue()
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from ..data.degradations import fixed_degradation
     from ..errors import SisrError
     from ..evaluation import evaluate
     from ..files import atomic_write, check_writable
 
     if args.crop_border is not None and args.crop_border < 0:
         raise SisrError(f"--crop-border {args.crop_border}: must not be negative")
+    for name in args.degradation or []:
+        fixed_degradation(name, "--degradation")
+    if args.degradation_seed < 0:
+        raise SisrError(f"--degradation-seed {args.degradation_seed}: must not be negative")
     metrics = list(dict.fromkeys(args.metric or ["psnr", "ssim"]))
     if args.output:
         check_writable(args.output, args.overwrite)  # fail before the work, not after
@@ -125,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         save_images=args.save_images,
         overwrite=args.overwrite,
         progress=sys.stderr.isatty(),
+        degradations=args.degradation,
+        degradation_seed=args.degradation_seed,
     )
     if args.format == "json":
         text = json.dumps(records, indent=2) + "\n"

@@ -17,6 +17,10 @@ images were made.
 
 Images come back as stored: RGB as HxWx3 uint8, grayscale (Set14's `bridge`)
 as HxW uint8. Callers that need three channels expand them.
+
+`iter_pairs(degradation)` gives LR images made by a fixed degradation
+(`sisr.data.degradations`: jpeg75, noise15, realesrgan-0, ...) instead, from
+the set's own LR images or, for the ones made from HR, from the HR image.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -35,6 +39,9 @@ from .. import image_io
 from ..download import Resource, cache_dir, fetch_and_extract
 from ..errors import SisrError
 from ..image_io import IMAGE_SUFFIXES, to_uint8
+
+if TYPE_CHECKING:
+    from .degradations import FixedDegradation
 
 log = logging.getLogger("sisr")
 
@@ -172,10 +179,18 @@ class BenchmarkSet:
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def iter_pairs(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        """Yield (name, HR, LR) with HR cropped to exactly `scale` times LR."""
+    def iter_pairs(
+        self, degradation: FixedDegradation | None = None, seed: int = 0
+    ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """Yield (name, HR, LR) with HR cropped to exactly `scale` times LR.
+
+        With a `degradation`, LR is what it makes of the pair; its draws
+        depend on `seed` and the image's name only.
+        """
         for pair in self.pairs:
             hr, lr = load_pair(pair, self.scale)
+            if degradation is not None:
+                lr = degradation.degrade(hr, self.scale, lr=lr, key=pair.name, seed=seed).image
             yield pair.name, hr, lr
 
 

@@ -20,6 +20,11 @@ permutation from a generator seeded with (seed, epoch), and the crop, flip and
 rotation come from a generator seeded with (seed, n). Nothing depends on worker
 processes or global random state, so a run resumes from one number (samples
 consumed) and splits across processes exactly.
+
+A degradation recipe (`sisr.data.degradations`, `data.degradation`) makes the
+LR patch from the HR and LR crops in the loader workers, with its own
+generator seeded with (seed, 2, n): the crops are the same whatever the recipe,
+and the `bicubic` recipe leaves the LR crop untouched.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +46,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..errors import SisrError
 from ..files import atomic_path
 from ..image_io import IMAGE_SUFFIXES, read_image, to_rgb8
+
+if TYPE_CHECKING:
+    from .degradations import Recipe
 
 log = logging.getLogger("sisr")
 
@@ -411,7 +419,14 @@ def augment(patch: np.ndarray, flip: bool, quarter_turns: int) -> np.ndarray:
 class PatchSamples(Dataset):
     """Sample number -> (LR patch, HR patch) as uint8 CHW tensors; conversion to float is the trainer's."""
 
-    def __init__(self, images: TrainingImages, hr_patch: int, seed: int = 0, augment: bool = True) -> None:
+    def __init__(
+        self,
+        images: TrainingImages,
+        hr_patch: int,
+        seed: int = 0,
+        augment: bool = True,
+        degradation: Recipe | None = None,
+    ) -> None:
         if hr_patch % images.scale:
             raise SisrError(f"the HR patch size {hr_patch} is not a multiple of the scale {images.scale}")
         self.images = images
@@ -420,6 +435,8 @@ class PatchSamples(Dataset):
         self.lr_patch = hr_patch // images.scale
         self.seed = int(seed)
         self.augment = augment
+        # None and the identity recipe (`bicubic`) are the same thing; keeping None skips the recipe's call.
+        self.degradation = None if degradation is None or degradation.is_identity else degradation
         self._order_cache: tuple[int, np.ndarray] | None = None
 
     @property
@@ -453,9 +470,12 @@ class PatchSamples(Dataset):
         p, s = self.lr_patch, self.scale
         lr_patch = lr[plan.top : plan.top + p, plan.left : plan.left + p]
         hr_patch = hr[plan.top * s : (plan.top + p) * s, plan.left * s : (plan.left + p) * s]
-        return _to_chw(augment(lr_patch, plan.flip, plan.quarter_turns)), _to_chw(
-            augment(hr_patch, plan.flip, plan.quarter_turns)
-        )
+        lr_patch = augment(lr_patch, plan.flip, plan.quarter_turns)
+        hr_patch = augment(hr_patch, plan.flip, plan.quarter_turns)
+        if self.degradation is not None:
+            generator = np.random.default_rng([self.seed, 2, int(sample)])
+            lr_patch = self.degradation.degrade(hr_patch, lr_patch, generator)
+        return _to_chw(lr_patch), _to_chw(hr_patch)
 
 
 def _to_chw(patch: np.ndarray) -> torch.Tensor:

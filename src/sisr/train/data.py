@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..data.degradations import fixed_degradation, training_recipe
 from ..data.training import PatchSamples, TrainingPair
 from . import distributed
 from .config import TrainConfig
@@ -61,18 +62,43 @@ def load_training_data(config: TrainConfig, context: DistributedContext, scale: 
     if prepared is None:  # the other ranks, once rank 0 is done
         prepared = prepare()
     images, what = prepared
-    samples = PatchSamples(images, hr_patch, seed=config.train.seed, augment=data.augment)
+    recipe = training_recipe(data.degradation, data.degradation_args)
+    if not recipe.is_identity:
+        what += f", LR patches degraded by the {recipe.name!r} recipe"
+    samples = PatchSamples(images, hr_patch, seed=config.train.seed, augment=data.augment, degradation=recipe)
     validation = None
     if config.val.set:
         validation = distributed.on_main(
             context,
-            lambda: load_validation_set(
-                config.val.set,
-                scale,
-                limit=config.val.limit,
-                root=data.root,
-                downgrade=data.downgrade,
-                download=data.download,
+            lambda: degraded_validation(
+                load_validation_set(
+                    config.val.set,
+                    scale,
+                    limit=config.val.limit,
+                    root=data.root,
+                    downgrade=data.downgrade,
+                    download=data.download,
+                ),
+                config.val.degradation,
             ),
         )
     return TrainingData(samples, what, validation)
+
+
+def degraded_validation(validation: ValidationSet, degradation: str) -> ValidationSet:
+    """The validation set with its LR images made by a fixed degradation (`val.degradation`), so a run that
+    learns JPEG inputs is watched on JPEG inputs; "" keeps the set as it is."""
+    if not degradation:
+        return validation
+    import numpy as np
+    import torch
+
+    fixed = fixed_degradation(degradation, "val.degradation")
+    pairs = []
+    for name, lr, hr in validation.pairs:
+        # The LR tensor holds 8-bit values / 255, so this gives the stored image back exactly.
+        lr8 = lr[0].mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        made = fixed.degrade(hr, validation.scale, lr=lr8, key=name).image
+        tensor = torch.from_numpy(np.ascontiguousarray(made.transpose(2, 0, 1))).unsqueeze(0).float().div_(255)
+        pairs.append((name, tensor, hr))
+    return ValidationSet(f"{validation.name} ({fixed.name})", validation.scale, pairs)
