@@ -19,6 +19,8 @@ and the bundled default-x4 too):
 * PyTorch eager: the network as built (NCHW, weight norm recomputed), on a float tensor;
 * onnxruntime: sisr's ONNX export (if onnxruntime is installed);
 * optionally sisr bf16, sisr + torch.compile, and sisr with exact tiles of each --tiles size.
+The paths `prepare_model` chose for this machine by measurement (native kernels
+or not, WDSR-B's bf16 blocks in oneDNN or as products) are listed under the header.
 Plus OpenCV dnn_superres with the models in shared/weights/opencv (needs
 `cv2.dnn_superres`, i.e. opencv-contrib-python-headless; skipped without it).
 
@@ -108,9 +110,12 @@ def sisr_row(network: str, label: str, model: SRModel, flops: int, **options: An
     fuse = options.pop("fuse", True)
     native_kernels = options.pop("native_kernels", None)
     prepared = prepare_model(model, precision, "cpu", fuse=fuse, native_kernels=native_kernels)
-    return Row(
+    row = Row(
         network, label, lambda image: upscale(prepared, image, precision=precision, device="cpu", **options), flops
     )
+    if prepared.tuning is not None and native_kernels is None and fuse:
+        row.note = f"path {prepared.tuning.summary()}"  # chosen by measurement (sisr.inference.autotune)
+    return row
 
 
 def without_native_row(network: str, model: SRModel, flops: int) -> Row:
@@ -212,6 +217,7 @@ def build_rows(
         flops = count_flops(model.network, args.size, args.size)
         notes.append(f"{network}: {weights}, {flops / 1e9:.1f} GFLOP per {args.size}x{args.size} image")
         network_rows = [sisr_row(network, "sisr (automatic fast path)", model, flops)]
+        notes.append(f"{network} fp32: {network_rows[0].note}")
         if native.library() is not None:
             network_rows.append(without_native_row(network, model, flops))
         network_rows += [
@@ -222,7 +228,9 @@ def build_rows(
         if exported is not None:
             network_rows.append(exported)
         if args.bf16:
-            network_rows.append(sisr_row(network, "sisr bf16 (autocast)", model, flops, precision="bf16"))
+            bf16_row = sisr_row(network, "sisr bf16 (fastest bf16 form)", model, flops, precision="bf16")
+            notes.append(f"{network} bf16: {bf16_row.note}")
+            network_rows.append(bf16_row)
         if args.compile:
             network_rows.append(compile_row(network, model, flops, image))
         for tile in args.tiles:

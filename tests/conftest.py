@@ -13,6 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 # tests compare fp32 results exactly, so they run as on a CPU without them (subprocesses
 # inherit this). Tests of the automatic choice set it themselves.
 os.environ["SISR_CPU_BF16"] = "0"
+# prepare_model times its CPU paths on first use of a network shape (sisr.inference.autotune); the tests
+# take the rule's choice instead, so no test's path or log lines depend on timing. Tests of the
+# measurement unset it themselves.
+os.environ["SISR_AUTOTUNE"] = "0"
 
 
 def find_shared() -> Path | None:

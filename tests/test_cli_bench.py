@@ -40,3 +40,17 @@ def test_no_default_for_a_scale_without_one(asked, capsys):
     assert main(["bench", "--scale", "5"]) == 1
     assert "no default network for x5" in capsys.readouterr().err
     assert asked == []
+
+
+def test_retune_asks_for_a_new_measurement(monkeypatch):
+    options_seen: list[dict] = []
+
+    def fake_run_bench(model, **options):
+        options_seen.append(options)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(speed, "run_bench", fake_run_bench)
+    for argv, expected in ([[], False], [["--retune"], True]):
+        with pytest.raises(SystemExit):
+            main(["bench", *argv])
+        assert options_seen.pop()["retune"] is expected

@@ -120,7 +120,8 @@ def test_prepare_decides_precision_and_device_once(small, monkeypatch):
     prepared = small.prepare()
     assert isinstance(prepared, PreparedModel)
     assert (prepared.precision, prepared.device.type, prepared.model) == ("fp32", "cpu", small)
-    assert prepared.describe() == "edsr-baseline-x2 (edsr, x2) in fp32 on cpu"
+    # then " (native kernels)" where they were measured faster on this machine
+    assert prepared.describe().startswith("edsr-baseline-x2 (edsr, x2) in fp32 on cpu")
     assert prepared.network is not small.network and not prepared.network.training
     assert sisr.prepare_model(prepared) is prepared  # "auto" accepts what it has
     assert sisr.prepare_model(prepared, "fp32", "cpu") is prepared

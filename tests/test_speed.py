@@ -258,3 +258,49 @@ def test_the_startup_benchmark_runs_each_command_and_reports_it():
     rows = {line.split(" best ")[0].strip(): line for line in lines[1:]}
     assert set(rows) == {"sisr --help", "sisr models", "import torch", "python"}
     assert all(" s, median " in row for row in rows.values())
+
+
+def test_the_report_says_which_path_was_chosen_and_how(monkeypatch, tmp_path):
+    from sisr.inference import native
+
+    monkeypatch.setenv("SISR_CACHE", str(tmp_path))
+    monkeypatch.delenv("SISR_AUTOTUNE", raising=False)  # measured, whatever the suite's default
+    model = create_model("wdsr-b-16-x2", num_blocks=2)
+    first = run_bench(model, size=12, repeat=1, peak_side=64)
+    assert first.tuning is not None and first.tuning["chosen"] == first.path and first.path.startswith("fp32")
+    text = format_result(first)
+    assert f"path               {first.path} ({first.tuning['how']})" in text
+    if native.library() is None:  # one fp32 form only: nothing measured
+        assert first.tuning["how"] == "one candidate" and not first.tuning["seconds"]
+        return
+    busy = "measured on a busy machine, not kept"  # then not kept: the next run measures again
+    assert first.tuning["how"] in ("measured", busy)
+    assert set(first.tuning["seconds"]) == {"fp32 native", "fp32 pytorch"} and "--retune measures again" in text
+    if first.tuning["how"] == "measured":
+        assert first.tuning["file"] in text
+    again = run_bench(model, size=12, repeat=1, peak_side=64).tuning["how"]
+    assert again == ("cached" if first.tuning["how"] == "measured" else busy)  # busy: kept in the process
+    assert run_bench(model, size=12, repeat=1, peak_side=64, retune=True).tuning["how"] in ("measured", busy)
+    assert json.loads(json.dumps(result_dict(first)))["tuning"]["chosen"] == first.path
+
+
+def test_the_bf16_benchmark_compares_the_forms_before_and_after(tmp_path):
+    from sisr.inference.precision import _detect_native_bf16
+
+    if not _detect_native_bf16():
+        pytest.skip("the bf16 benchmark needs a CPU with native bf16")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_bf16.py"
+    out = tmp_path / "bf16.json"
+    env = {**__import__("os").environ, "SISR_CPU_BF16": ""}
+    done = subprocess.run(
+        [sys.executable, str(script), "--networks", "default-x4", "--size", "12", "--repeat", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    forms = [row["form"] for row in rows]
+    assert forms[0] == "fp32" and forms[-2:] == ["bf16 before (products)", "bf16 after (oneDNN fused)"]
+    assert all(row["seconds"] > 0 and row["speedup_vs_best_fp32"] > 0 for row in rows)

@@ -483,8 +483,9 @@ def test_an_fp16_batch_that_overflows_is_run_again_in_fp32(caplog):
 
 
 def test_wdsr_b_fused_pair_runs_in_bf16_under_bf16(monkeypatch):
-    """bf16 on the CPU keeps WDSR-B's chunked 1x1 pair (in bf16), close to fp32 as the plain bf16 path is."""
-    from sisr.inference.fast import FusedWideBlockB
+    """bf16 on the CPU runs WDSR-B's fused forms in bf16 (as chunked products or oneDNN's fused
+    convolutions, whichever was measured faster here), close to fp32 as the plain bf16 path is."""
+    from sisr.inference.fast import FusedWideBlockB, select_paths
 
     torch.manual_seed(3)
     model = _trained_like(create_model("wdsr-b-16-x2", num_blocks=2).eval())
@@ -492,13 +493,12 @@ def test_wdsr_b_fused_pair_runs_in_bf16_under_bf16(monkeypatch):
     seen = []
     original = FusedWideBlockB.low_rank
     monkeypatch.setattr(FusedWideBlockB, "low_rank", lambda self, x: seen.append(x.dtype) or original(self, x))
-    fp32 = upscale(model, image, precision="fp32", device="cpu")
-    from sisr.inference import native
-
-    # in float32 the compiled kernel, where there is one, takes the pair's place
-    assert seen == ([] if native.library() is not None else [torch.float32] * 2)
+    fp32 = upscale(prepare_model(model, "fp32", "cpu", native_kernels=False), image, device="cpu")
+    assert seen == [torch.float32] * 2  # PyTorch's products, chunk by chunk
+    products = prepare_model(model, "bf16", "cpu")  # may time its bf16 forms, products among them
+    select_paths(products.network, native_kernels=False, onednn_bf16=False)
     seen.clear()
-    fused = upscale(prepare_model(model, "bf16", "cpu"), image, precision="bf16", device="cpu")
+    fused = upscale(products, image, precision="bf16", device="cpu")
     assert seen == [torch.bfloat16] * 2  # the fused pair ran, in bf16
     plain = upscale(prepare_model(model, "bf16", "cpu", fuse=False), image, precision="bf16", device="cpu")
     assert psnr(fused, fp32) > 40 and psnr(plain, fp32) > 40

@@ -107,6 +107,8 @@ class BenchResult:
     tile: int | None  # the tile size used: given, or chosen by `upscale` for a large image
     fused: bool
     compiled: bool
+    path: str  # the CPU form chosen for this machine, e.g. "bf16 onednn" (sisr.inference.autotune)
+    tuning: dict[str, Any] | None  # how it was chosen: measured now or cached, the times behind it
     warm_up_seconds: float  # the first, untimed call (with compile=True: the compilation)
     repeat: int
     seconds: float  # best of `repeat`
@@ -165,6 +167,7 @@ def run_bench(
     compile: bool = False,
     label: str | None = None,
     peak_side: int | None = None,
+    retune: bool = False,
 ) -> BenchResult:
     """Time `upscale` of a random size x size RGB uint8 image, best of `repeat` after one warm-up.
 
@@ -173,9 +176,12 @@ def run_bench(
     after each timed run, in the precision's dtype, and its best is kept; on
     CUDA, fp32 is compared with the TF32 peak when cuDNN may use TF32 for
     convolutions (PyTorch's default), and `peak_side` defaults to 8192.
+    Preparing the model chooses its CPU path by measurement, or from this
+    machine's cached decision (`retune=True` measures again); the result says
+    which and how.
     """
     from .inference import auto_tile, prepare_model, upscale
-    from .inference.precision import resolve_device, resolve_precision
+    from .inference.precision import resolve_device
 
     if repeat < 1:
         raise SisrError(f"repeat {repeat}: must be at least 1")
@@ -184,13 +190,13 @@ def run_bench(
         raise SisrError(f"size {height}x{width}: the input must be at least 2x2 pixels")
     model = bench_model(model, scale) if isinstance(model, str) else as_model(model)
     target = resolve_device(device)
-    precision = resolve_precision(precision, target)  # "auto": report what it chose
     if threads is not None:
         if threads < 1:
             raise SisrError(f"threads {threads}: must be at least 1")
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # before preparing: decisions are per thread count
     flops = count_flops(model.network, height, width)
-    prepared = prepare_model(model, precision, target, fuse=fuse, compile=compile)
+    prepared = prepare_model(model, precision, target, fuse=fuse, compile=compile, retune=retune)
+    precision = prepared.precision  # "auto": report what it chose
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
     def once() -> Any:
@@ -220,6 +226,8 @@ def run_bench(
         tile=tile if tile is not None else auto_tile(prepared.info, height, width),
         fused=prepared.fused,
         compiled=compile,
+        path=prepared.tuning.chosen.label if prepared.tuning else precision,
+        tuning=prepared.tuning.as_dict() if prepared.tuning else None,
         warm_up_seconds=warm_up,
         repeat=repeat,
         seconds=best_wall,
@@ -253,10 +261,28 @@ def format_result(result: BenchResult) -> str:
         f"  matmul peak        {result.matmul_peak_gflops:.1f} GFLOP/s ({result.matmul_peak_dtype} torch.mm "
         f"{result.matmul_peak_side}x{result.matmul_peak_side}, best in this run)",
         f"  fraction of peak   {result.fraction_of_peak:.0%}",
+        *_tuning_lines(result.tuning),
         f"  machine            {result.cpu}; torch {result.torch_version}"
         + (f"; load average {result.load_average[0]:.2f}" if result.load_average else ""),
     ]
     return "\n".join(lines)
+
+
+def _tuning_lines(tuning: dict[str, Any] | None) -> list[str]:
+    """The CPU path chosen for this machine and the measurement behind it (nothing off the CPU)."""
+    if not tuning:
+        return []
+    lines = [f"  path               {tuning['chosen']} ({tuning['how']})"]
+    if tuning["seconds"]:
+        side = tuning["side"]
+        cost = f", cost {tuning['tuning_seconds']:.2f} s" if tuning.get("tuning_seconds") is not None else ""
+        lines.append(f"  measured on        {side}x{side}, {tuning['date']}{cost} (--retune measures again)")
+        for label, seconds in sorted(tuning["seconds"].items(), key=lambda item: item[1]):
+            mark = "*" if label == tuning["chosen"] else " "
+            lines.append(f"    {mark} {label:<16} {seconds * 1e3:8.2f} ms")
+    if tuning.get("file"):
+        lines.append(f"  decisions kept in  {tuning['file']}")
+    return lines
 
 
 def result_dict(result: BenchResult) -> dict[str, Any]:

@@ -12,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="time a network on this machine against its matrix-multiply peak",
         description="Time upscaling a random SIZE x SIZE image (best of --repeat after a warm-up) and, in the "
         "same run, the machine's matrix-multiply peak (torch.mm); report seconds per image, output "
-        "megapixels/s, the model's FLOPs and the fraction of the peak they reach.",
+        "megapixels/s, the model's FLOPs and the fraction of the peak they reach, and which CPU path was "
+        "chosen for this machine by measurement (cached per machine and torch version).",
     )
     parser.add_argument(
         "--model",
@@ -42,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run the network through torch.compile (the first, untimed call compiles it)",
     )
+    parser.add_argument(
+        "--retune",
+        action="store_true",
+        help="measure again which CPU path (native kernels, bf16 or fp32 for --precision auto, ...) is fastest "
+        "here, instead of the decision cached for this machine",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     parser.set_defaults(func=run)
 
@@ -68,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         fuse=not args.no_fuse,
         compile=args.compile,
+        retune=args.retune,
     )
     print(json.dumps(result_dict(result), indent=2) if args.json else format_result(result))
     return 0

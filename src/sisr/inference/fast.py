@@ -11,7 +11,9 @@ prepared copy of the network, by modules that
   pixels at a time, so the wide activation never leaves the cache (a 1x1
   convolution needs no neighbours: exact, no overlap): in float32 with the
   compiled kernel of `sisr.inference.native` where it is available, else as
-  two BLAS matrix products per run;
+  two BLAS matrix products per run; in bf16, as oneDNN's convolutions with
+  the ReLU, and the block's skip addition, done inside them (on a CPU with
+  AMX, bf16 matrix tiles; see `FusedWideBlockB`);
 * run an upsampler (convolutions and pixel shuffles) in strips of rows down
   the image, each convolution keeping the few input rows its next strip
   needs, so nothing is recomputed and the large maps never exist whole;
@@ -76,6 +78,16 @@ def runs_fast_bf16(x: torch.Tensor) -> bool:
     )
 
 
+def onednn_fusions_available() -> bool:
+    """Whether this torch has oneDNN's convolutions with fused element-wise operations (its inductor uses them)."""
+    ops = torch.ops.mkldnn
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(ops, "_convolution_pointwise")
+        and hasattr(ops._convolution_pointwise, "binary")
+    )
+
+
 def runs_fast(x: torch.Tensor) -> bool:
     """Whether the fast paths apply: float32 on the CPU, no autocast, no autograd."""
     return (
@@ -96,6 +108,14 @@ def _is_plain(conv: nn.Conv2d) -> bool:
 class FusedWideBlockB(nn.Module):
     """x + res_scale * conv3x3(reduce(relu(expand(x)))), WDSR-B's block, the 1x1 pair fused.
 
+    In bf16 with `onednn_bf16` the whole block is three oneDNN convolutions on
+    bf16 weights made once: expand with its ReLU fused, reduce, and the 3x3
+    with the skip addition fused (res_scale folded into its weights). On a CPU
+    with AMX the products then run on its bf16 matrix tiles; the ReLU and the
+    addition cost no pass of their own, and nothing is converted between
+    layers (as chunked products, the separate bf16 ReLU pass was one of the
+    block's largest costs: docs/benchmarks.md).
+
     In float32 the pair runs in `native.wdsr_pair` where the compiled kernel
     is available. Otherwise the two 1x1 convolutions are matrix products over pixels; they run
     `PIXELS_PER_CHUNK` pixels at a time so that the wide activation of a run
@@ -112,10 +132,20 @@ class FusedWideBlockB(nn.Module):
     reduce_bias: torch.Tensor
 
     def __init__(
-        self, expand: nn.Conv2d, reduce: nn.Conv2d, conv: nn.Conv2d, res_scale: float, *, native_kernel: bool = False
+        self,
+        expand: nn.Conv2d,
+        reduce: nn.Conv2d,
+        conv: nn.Conv2d,
+        res_scale: float,
+        *,
+        native_kernel: bool = False,
+        onednn_bf16: bool = False,
     ) -> None:
         super().__init__()
         self.native_kernel = native_kernel  # run the pair in `native.wdsr_pair` (float32)
+        # bf16 as oneDNN's fused convolutions: needs a plain 3x3 (stride 1, no groups) and the ops in this torch
+        self.onednn_possible = _is_plain(conv) and onednn_fusions_available()
+        self.onednn_bf16 = onednn_bf16 and self.onednn_possible
         self.pixels_per_chunk = PIXELS_PER_CHUNK
         self.expand = expand
         self.reduce = reduce
@@ -178,9 +208,36 @@ class FusedWideBlockB(nn.Module):
             out_pixels[start:stop].copy_(reduced[:, : self.narrow])
         return out.permute(0, 3, 1, 2)  # NCHW view of channels-last memory
 
+    def _bf16_weights(self) -> tuple[torch.Tensor, ...]:
+        """The three convolutions' weights and biases in bf16, channels-last, res_scale folded; made once."""
+        if "_onednn" not in self.__dict__:
+            with torch.no_grad():
+                weights = []
+                for conv, factor in ((self.expand, 1.0), (self.reduce, 1.0), (self.conv, self.res_scale)):
+                    weight = (conv.weight.detach() * factor).to(torch.bfloat16)
+                    weights += [weight.contiguous(memory_format=torch.channels_last), (_bias(conv) * factor).bfloat16()]
+            self.__dict__["_onednn"] = tuple(weights)
+        return self.__dict__["_onednn"]
+
+    def onednn_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block in bf16 as three oneDNN convolutions, the ReLU and the skip addition fused into them."""
+        expand, expand_bias, reduce, reduce_bias, conv, conv_bias = self._bf16_weights()
+        ops = torch.ops.mkldnn
+        x = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        ones, zeros = [1, 1], [0, 0]
+        hidden = ops._convolution_pointwise(x, expand, expand_bias, zeros, ones, ones, 1, "relu", [], "")
+        low = ops._convolution_pointwise(hidden, reduce, reduce_bias, zeros, ones, ones, 1, "none", [], "")
+        padding = [int(p) for p in self.conv.padding]
+        return ops._convolution_pointwise.binary(
+            low, x, conv, conv_bias, padding, ones, ones, 1, "add", 1.0, None, [], ""
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if runs_fast(x):
             low = self.low_rank(x.contiguous(memory_format=torch.channels_last))
+        elif self.onednn_bf16 and runs_fast_bf16(x):
+            with torch.autocast("cpu", enabled=False):
+                return self.onednn_forward(x)
         elif runs_fast_bf16(x):
             # Under bf16 autocast the 1x1 convolutions would run in bf16 anyway;
             # here they do so as chunked products (on a CPU with AMX, oneDNN's bf16 GEMMs).
@@ -402,7 +459,7 @@ class InPlaceResBlock(nn.Module):
         return out.add_(x)
 
 
-def _fused_block(module: nn.Module, native_kernel: bool) -> nn.Module | None:
+def _fused_block(module: nn.Module, native_kernel: bool, onednn_bf16: bool) -> nn.Module | None:
     """The fast replacement of a WDSR-B or EDSR residual block, or None for anything else."""
     from ..models.edsr import ResBlock
     from ..models.wdsr import WideBlockB
@@ -420,7 +477,14 @@ def _fused_block(module: nn.Module, native_kernel: bool) -> nn.Module | None:
         ):
             pointwise = [c.kernel_size == (1, 1) and _is_plain(c) for c in (expand, reduce)]
             if all(pointwise):
-                return FusedWideBlockB(expand, reduce, conv, float(module.res_scale), native_kernel=native_kernel)
+                return FusedWideBlockB(
+                    expand,
+                    reduce,
+                    conv,
+                    float(module.res_scale),
+                    native_kernel=native_kernel,
+                    onednn_bf16=onednn_bf16,
+                )
     return None
 
 
@@ -468,7 +532,8 @@ def _fold_wdsr_output(model: nn.Module) -> None:
     """Give a WDSR a `FoldedWdsrOutput` and a forward that uses it (this instance only)."""
     from ..models.wdsr import WDSR
 
-    if type(model) is not WDSR:
+    # Only the paper's conv + shuffle ends on both branches (not the other upsamplers, not without the skip).
+    if type(model) is not WDSR or model.skip is None or len(model.tail) != 2 or len(model.skip) != 2:
         return
     tail_conv, shuffle = model.tail
     skip_conv = model.skip[0]
@@ -484,17 +549,19 @@ def _fold_wdsr_output(model: nn.Module) -> None:
     model.forward = _wdsr_forward.__get__(model)  # type: ignore[method-assign]  # this instance only, on purpose
 
 
-def optimize_for_inference(model: nn.Module, *, native_kernels: bool = False) -> nn.Module:
+def optimize_for_inference(model: nn.Module, *, native_kernels: bool = False, onednn_bf16: bool = True) -> nn.Module:
     """Replace WDSR-B blocks and upsamplers of `model` (modified in place) by their fast inference forms.
 
     Expects a prepared copy (eval mode, weight norm folded): the WDSR-B
     kernels are read once here as matrices, so training this model afterwards
     would be wrong. `native_kernels` runs the parts that have one in the
-    compiled kernels of `sisr.inference.native` (the caller checks they load).
+    compiled kernels of `sisr.inference.native` (the caller checks they load);
+    `onednn_bf16` runs WDSR-B's blocks in bf16 as oneDNN's fused convolutions
+    (else as chunked products).
     """
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            fused = _fused_block(child, native_kernels)
+            fused = _fused_block(child, native_kernels, onednn_bf16)
             if fused is not None:
                 setattr(parent, name, fused)
     for parent in list(model.modules()):
@@ -506,6 +573,37 @@ def optimize_for_inference(model: nn.Module, *, native_kernels: bool = False) ->
     _stream_upsamplers(model, native_kernels)
     _fold_wdsr_output(model)
     return model
+
+
+def select_paths(model: nn.Module, *, native_kernels: bool, onednn_bf16: bool) -> None:
+    """Switch the fast modules of an optimized `model` between their forms, which compute the same values.
+
+    What `sisr.inference.autotune` times against each other on one prepared
+    copy; the caller checks the native kernels load.
+    """
+    for module in model.modules():
+        if isinstance(module, FusedWideBlockB):
+            module.native_kernel = native_kernels
+            module.onednn_bf16 = onednn_bf16 and module.onednn_possible
+        elif isinstance(module, (FusedWideBodyB, StreamedChain)):
+            module.native_kernel = native_kernels
+
+
+def uses_native_kernels(model: nn.Module) -> bool:
+    """Whether an optimized `model` has parts that the native kernels would run (else they change nothing)."""
+    for module in model.modules():
+        if isinstance(module, FusedWideBlockB):
+            return True
+        if isinstance(module, StreamedChain) and any(
+            isinstance(layer, nn.Conv2d) and native.conv3x3_to3_applies(layer) for layer in module.layers
+        ):
+            return True
+    return False
+
+
+def uses_onednn_bf16(model: nn.Module) -> bool:
+    """Whether an optimized `model` has WDSR-B blocks that can run as oneDNN's fused bf16 convolutions."""
+    return any(isinstance(module, FusedWideBlockB) and module.onednn_possible for module in model.modules())
 
 
 def _stream_upsamplers(model: nn.Module, native_kernel: bool) -> None:

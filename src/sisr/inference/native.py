@@ -17,10 +17,13 @@ small file each, compiled in a second or two, and the build is cached in
 `cache_dir()/kernels` under a hash of the source, compiler and flags. Where
 there is no compiler, no AVX2/FMA or not x86-64 Linux, or SISR_NATIVE_KERNELS=0,
 `library()` is None and the PyTorch path runs instead, with the same results
-up to the order of float additions. On a CPU with AVX-512 they are off unless
-SISR_NATIVE_KERNELS=1: there PyTorch's BLAS works with twice the vector width
-of these AVX2 kernels. Whether a prepared model uses them is its own setting
-(`prepare_model(..., native_kernels=...)`), not a switch of this module.
+up to the order of float additions. Whether a prepared model uses them is its
+own setting (`prepare_model(..., native_kernels=...)`), not a switch of this
+module: by default `sisr.inference.autotune` times both forms on the machine
+and keeps the faster (on a CPU with AVX-512, PyTorch's kernels work with twice
+these AVX2 kernels' vector width, yet the kernels were measured faster on one
+such CPU and slower on another: a rule could not say). SISR_NATIVE_KERNELS=1
+uses them without measuring, SISR_NATIVE_KERNELS=0 never loads them.
 
 The library is linked with -fopenmp and loaded after torch, so its
 `libgomp.so.1` is the copy torch already loaded: one OpenMP thread pool. With
@@ -68,6 +71,12 @@ def cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
+
+
+def sources_digest() -> str:
+    """A hash of the kernels' source files: a new version means a new build and new measurements."""
+    texts = [f"{source.name}\0{source.read_text()}" for source in sorted(KERNELS.glob("*.c"))]
+    return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
 
 
 def _compiler() -> str | None:
@@ -127,12 +136,6 @@ def _load() -> ctypes.CDLL:
     missing = [flag for flag in REQUIRED_CPU_FLAGS if flag not in flags]
     if missing:
         raise _Unavailable(f"the CPU lacks {', '.join(missing)}", by_design=True)
-    if "avx512f" in flags and setting != "1":
-        raise _Unavailable(
-            "the CPU has AVX-512, on which PyTorch's own kernels use twice these kernels' vector "
-            "width (not measured against each other; SISR_NATIVE_KERNELS=1 uses them anyway)",
-            by_design=True,
-        )
     if "OpenMP" not in torch.__config__.parallel_info():
         raise _Unavailable("this torch does not run on OpenMP", by_design=True)
     compiler = _compiler()
@@ -144,8 +147,7 @@ def _load() -> ctypes.CDLL:
     if not sources:
         raise _Unavailable(f"no kernel sources in {KERNELS}")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    texts = [f"{source.name}\0{source.read_text()}" for source in sources]
-    key = hashlib.sha256("\0".join([*texts, compiler, version, *FLAGS]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\0".join([sources_digest(), compiler, version, *FLAGS]).encode()).hexdigest()[:16]
     target = cache_dir() / "kernels" / f"sisr_kernels-{key}.so"
     if not target.exists():
         log.debug("compiling %s with %s", ", ".join(source.name for source in sources), compiler)

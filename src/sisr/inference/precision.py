@@ -44,8 +44,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' becomes fp16 on CUDA, bf16 on a CPU with native bf16, else fp32; other names pass through.
 
-    Each is the fastest there whose Set5 PSNR matches fp32's (docs/benchmarks.md
-    has the figures). A CPU without bf16 instructions only emulates bf16, many
+    The rule, where nothing is measured: on a CPU with native bf16,
+    `prepare_model` times bf16 against fp32 (`auto_precisions`). Each is the
+    fastest there whose Set5 PSNR matches fp32's (docs/benchmarks.md has the
+    figures). A CPU without bf16 instructions only emulates bf16, many
     times slower than fp32, so it keeps fp32. An fp16 batch that overflows is
     run again in fp32 (see `PreparedModel`).
     """
@@ -56,6 +58,21 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cpu" and cpu_has_native_bf16():
         return "bf16"
     return "fp32"
+
+
+def auto_precisions(device: torch.device) -> tuple[str, ...]:
+    """What "auto" may run in on `device`, the rule's choice (`resolve_precision`) first.
+
+    On a CPU with native bf16, fp32 and bf16: `prepare_model` times both
+    there and keeps bf16 only where it pays (`sisr.inference.autotune`).
+    SISR_CPU_BF16=0 or 1 leaves the one it names; emulated bf16 is never a
+    candidate (many times slower than fp32 wherever it was measured).
+    """
+    chosen = resolve_precision(AUTO, device)
+    forced = os.environ.get("SISR_CPU_BF16", "").strip() in ("0", "1")
+    if device.type == "cpu" and chosen == "bf16" and not forced:
+        return ("bf16", "fp32")
+    return (chosen,)
 
 
 def check_precision(precision: str, device: torch.device) -> torch.dtype:
