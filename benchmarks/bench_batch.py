@@ -13,9 +13,16 @@ network three ways:
 
 The figure to watch is (2)/(1). A warm-up pass over every image first, so
 that no way pays for oneDNN's first run at each input shape; then --rounds
-rounds of the three in turn, the best round of each reported.
+rounds of the three in turn, the best round of each reported. With
+--chunks N the images are split into N folders and the three ways run in
+turn on each: the best round of each way on each folder, summed, less the
+start-up of N-1 commands (measured on one tiny image: loading the model),
+which one command over the whole folder pays once. On a machine shared with
+work that comes and goes, that gives every way its quiet moments instead of
+whichever way the load happened to hit.
 
-    python benchmarks/bench_batch.py [--images 200] [--model default-x4] [--rounds 1] [--json out.json]
+    python benchmarks/bench_batch.py [--images 200] [--model default-x4] [--rounds 1] [--chunks 1]
+        [--png-level 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -36,6 +44,7 @@ from PIL import Image
 from sisr import upscale
 from sisr.cli import main
 from sisr.image_io import read_image
+from sisr.png_writer import DEFAULT_PNG_LEVEL
 from sisr.weights import load_model
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
@@ -73,6 +82,21 @@ def make_folder(folder: Path, count: int, min_side: int, max_side: int, seed: in
             crop.save(folder / f"image-{number:04d}.png")
 
 
+def split_folder(folder: Path, count: int) -> list[Path]:
+    """The images of `folder` moved into `count` sub-folders of consecutive images (the folder itself for 1)."""
+    if count <= 1:
+        return [folder]
+    paths = sorted(folder.iterdir())
+    chunks = []
+    for number, part in enumerate(np.array_split(np.arange(len(paths)), count)):
+        chunk = folder / f"chunk-{number:02d}"
+        chunk.mkdir()
+        for index in part:
+            paths[index].rename(chunk / paths[index].name)
+        chunks.append(chunk)
+    return chunks
+
+
 def network_only(model, images: list[np.ndarray]) -> float:
     start = time.perf_counter()
     for image in images:
@@ -80,14 +104,23 @@ def network_only(model, images: list[np.ndarray]) -> float:
     return time.perf_counter() - start
 
 
-def whole_batch(folder: Path, output: Path, model_name: str, overlap: bool) -> float:
+def whole_batch(folder: Path, output: Path, model_name: str, overlap: bool, png_level: int) -> float:
     shutil.rmtree(output, ignore_errors=True)
-    command = ["-q", "upscale", str(folder), "-o", str(output), "--model", model_name]
+    command = ["-q", "upscale", str(folder), "-o", str(output), "--model", model_name, "--png-level", str(png_level)]
     command += ["--precision", "fp32", "--device", "cpu"] + (["--overlap"] if overlap else ["--no-overlap"])
     start = time.perf_counter()
     if main(command) != 0:
         raise SystemExit(f"sisr upscale failed: {' '.join(command)}")
     return time.perf_counter() - start
+
+
+def command_start_up(temporary: Path, model_name: str, png_level: int) -> float:
+    """Seconds of `sisr upscale` on one 8x8 image: loading and preparing the model, planning, one tiny image."""
+    folder = temporary / "start-up"
+    if not folder.exists():
+        folder.mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "tiny.png")
+    return whole_batch(folder, temporary / "start-up-out", model_name, False, png_level)
 
 
 def main_bench() -> None:
@@ -97,22 +130,41 @@ def main_bench() -> None:
     parser.add_argument("--max-side", type=int, default=192)
     parser.add_argument("--model", default="default-x4")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--png-level", type=int, default=DEFAULT_PNG_LEVEL)
+    parser.add_argument("--chunks", type=int, default=1, help="run the images in this many folders, in turn")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
 
     cpu, flags = cpu_description()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="sisr-bench-batch-") as temporary:
         folder = Path(temporary) / "in"
         make_folder(folder, args.images, args.min_side, args.max_side)
+        chunks = split_folder(folder, args.chunks)
         model = load_model(args.model).prepare("fp32", "cpu")
-        images = [read_image(path) for path in sorted(folder.iterdir())]
-        network_only(model, images)  # warm-up: oneDNN's first call at each shape
-        seconds: dict[str, list[float]] = {"network only": [], "overlapped": [], "sequential": []}
+        images = {chunk: [read_image(path) for path in sorted(chunk.iterdir())] for chunk in chunks}
+        for chunk in chunks:
+            network_only(model, images[chunk])  # warm-up: oneDNN's first call at each shape
+        ways = {
+            "network only": lambda chunk: network_only(model, images[chunk]),
+            "overlapped": lambda chunk: whole_batch(chunk, Path(temporary) / "out", args.model, True, args.png_level),
+            "sequential": lambda chunk: whole_batch(chunk, Path(temporary) / "out", args.model, False, args.png_level),
+        }
+        # The best of the rounds for each chunk, summed over the chunks: on a machine whose other work comes
+        # and goes, short chunks in turn give each way its quiet moments.
+        seconds: dict[str, dict[Path, float]] = {way: {} for way in ways}
+        start_up = float("inf")
         for _ in range(args.rounds):
-            seconds["network only"].append(network_only(model, images))
-            seconds["overlapped"].append(whole_batch(folder, Path(temporary) / "out", args.model, True))
-            seconds["sequential"].append(whole_batch(folder, Path(temporary) / "out", args.model, False))
-    best = {way: min(times) for way, times in seconds.items()}
+            if len(chunks) > 1:
+                start_up = min(start_up, command_start_up(Path(temporary), args.model, args.png_level))
+            for chunk in chunks:
+                for way, function in ways.items():
+                    elapsed = function(chunk)
+                    seconds[way][chunk] = min(seconds[way].get(chunk, elapsed), elapsed)
+    best = {way: sum(times.values()) for way, times in seconds.items()}
+    if len(chunks) > 1:  # one command for the whole folder starts once, not once a chunk
+        for way in ("overlapped", "sequential"):
+            best[way] -= (len(chunks) - 1) * start_up
     rates = {way: args.images / time_taken for way, time_taken in best.items()}
     ratio = rates["overlapped"] / rates["network only"]
     record = {
@@ -125,6 +177,11 @@ def main_bench() -> None:
         "images": args.images,
         "sides": [args.min_side, args.max_side],
         "rounds": args.rounds,
+        "chunks": args.chunks,
+        "command_start_up_seconds": start_up if args.chunks > 1 else None,
+        "png_level": args.png_level,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
         "seconds": best,
         "images_per_second": rates,
         "overlapped_over_network_only": ratio,
@@ -133,9 +190,15 @@ def main_bench() -> None:
     print(
         f"{record['date']}, {cpu} ({' '.join(flags) or 'flags unknown'}), {record['threads']} threads, torch {torch.__version__}"
     )
-    print(f"{args.images} images, {args.min_side}-{args.max_side} px a side, half PNG half JPEG, {record['model']}")
+    print(
+        f"{args.images} images, {args.min_side}-{args.max_side} px a side, half PNG (level {args.png_level}) "
+        f"half JPEG, {record['model']}"
+    )
+    print(f"load average before {load_before[0]:.2f}, after {record['load_average_after'][0]:.2f}")
+    if args.chunks > 1:
+        print(f"{args.chunks} chunks; sisr upscale's start-up {start_up:.3f} s, counted once")
     for way, rate in rates.items():
-        print(f"{way:>13}: {rate:7.3f} images/s ({best[way]:.2f} s, best of {args.rounds})")
+        print(f"{way:>13}: {rate:7.3f} images/s ({best[way]:.2f} s, best of {args.rounds} per chunk of {args.chunks})")
     print(
         f"overlapped / network only: {ratio:.1%}; sequential / network only: {record['sequential_over_network_only']:.1%}"
     )

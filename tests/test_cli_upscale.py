@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sisr import create_model, save_model
+from sisr import create_model, load_model, save_model
 from sisr.cli import main
 from sisr.image_io import read_image, write_image
 
@@ -146,8 +146,11 @@ def test_without_output_a_png_beside_the_input_and_one_line_on_what_ran(capsys, 
     target = tmp_path / "photo-x2.png"
     with Image.open(target) as image:
         assert image.format == "PNG" and image.size == (30, 24)
-    assert caplog.messages == [  # on stderr outside pytest
-        f"upscaling {source} with tiny-x2.safetensors (edsr, x2) in fp32 on cpu",
+    # What ran, as the prepared model describes itself ("... in fp32 on cpu", plus the CPU's kernels where used).
+    used = load_model(weights).prepare("fp32", "cpu").describe()
+    assert used.startswith("tiny-x2.safetensors (edsr, x2) in fp32 on cpu")
+    assert caplog.messages[-2:] == [  # on stderr outside pytest (after a line on a first tuning, if any)
+        f"upscaling {source} with {used}",
         f"wrote {target} (30x24)",
     ]
 

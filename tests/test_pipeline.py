@@ -93,7 +93,7 @@ def test_the_batch_benchmark_reports_the_three_ways(tmp_path):
     out = tmp_path / "batch.json"
     done = subprocess.run(
         [sys.executable, str(script), "--images", "4", "--min-side", "8", "--max-side", "12", "--model", "default-x2"]
-        + ["--json", str(out)],
+        + ["--chunks", "2", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,8 +1,11 @@
 """Image files <-> numpy arrays, as stored: uint8 or uint16, HxW (gray), HxWx3 (RGB), HxWx4 (RGBA).
 
-Pillow reads and writes everything except 16-bit colour PNG and TIFF, which
-it silently truncates to 8 bits; those go through pypng and tifffile so
-16-bit stays 16-bit.
+Pillow reads everything except 16-bit colour PNG and TIFF, which it
+silently truncates to 8 bits; those are read through pypng and tifffile so
+16-bit stays 16-bit. Pillow writes JPEG, WebP, BMP and PPM; PNG is written
+by `sisr.png_writer` and TIFF by tifffile, both band of rows by band of rows
+(`write_image_rows`), so that an output can be encoded while the network
+still computes its lower rows.
 
 Photos are read the way viewers show them: an EXIF orientation (a phone
 held upright stores its pixels sideways) is applied. A colour profile (ICC,
@@ -24,9 +27,9 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 
 from .errors import SisrError
 from .files import atomic_path, check_writable
+from .png_writer import DEFAULT_PNG_LEVEL, PngWriter, check_png_level
 
 # What sisr writes (and reads); READ_SUFFIXES adds what it reads only (GIF: 256 colours, a poor output).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
@@ -107,17 +111,6 @@ def _read_png16(path: Path, max_pixels: int) -> np.ndarray:
             raise SisrError(f"{path}: not a readable image ({filled} of {height} rows)")
     image = image.reshape(height, width, planes)
     return image[:, :, 0] if planes == 1 else image
-
-
-def _png_with_icc(encoded: bytes, profile: bytes) -> bytes:
-    """Insert an iCCP chunk after IHDR (pypng writes none): what Pillow writes for 8-bit PNG."""
-    import struct
-    import zlib
-
-    data = b"ICC Profile\0\0" + zlib.compress(profile)  # name, NUL, compression method 0 (deflate)
-    chunk = struct.pack(">I", len(data)) + b"iCCP" + data + struct.pack(">I", zlib.crc32(b"iCCP" + data))
-    end_of_ihdr = len(_PNG_SIGNATURE) + 8 + 13 + 4  # length, type, 13 bytes of data, CRC
-    return encoded[:end_of_ihdr] + chunk + encoded[end_of_ihdr:]
 
 
 def _read_tiff(path: Path, max_pixels: int) -> np.ndarray | None:
@@ -376,24 +369,23 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _write_png16(path: Path, array: np.ndarray, icc_profile: bytes | None) -> None:
-    import io
-
-    import png
-
-    planes = 1 if array.ndim == 2 else array.shape[2]
-    height, width = array.shape[:2]
-    writer = png.Writer(width, height, greyscale=planes in (1, 2), alpha=planes in (2, 4), bitdepth=16)
-    encoded = io.BytesIO()
-    writer.write(encoded, array.reshape(height, width * planes))
-    data = encoded.getvalue()
-    if icc_profile:
-        data = _png_with_icc(data, icc_profile)
-    path.write_bytes(data)
-
-
-# Formats that can carry an ICC profile (Pillow: PNG, JPEG, WebP, TIFF; tifffile: 16-bit TIFF).
+# Formats that can carry an ICC profile.
 _ICC_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+
+
+# Written band of rows by band of rows (`write_image_rows`), so an encoder can start before the last row exists.
+STREAMED_SUFFIXES = (".png", ".tif", ".tiff")
+# Bytes of pixels per TIFF strip: small enough to write a strip as soon as its rows are done.
+TIFF_STRIP_BYTES = 1 << 18
+
+
+def _check_suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise SisrError(
+            f"{path}: unknown image format {suffix or '(no extension)'}; use one of {', '.join(IMAGE_SUFFIXES)}"
+        )
+    return suffix
 
 
 def write_image(
@@ -402,45 +394,153 @@ def write_image(
     overwrite: bool = False,
     quality: int = 95,
     icc_profile: bytes | None = None,
+    png_level: int = DEFAULT_PNG_LEVEL,
 ) -> Path:
     """Encode by the file's extension, atomically; an existing file needs overwrite=True.
 
     `icc_profile` (from `read_icc_profile`) is embedded where the format
     allows it and its colour space fits the pixels (RGB or grey, see
     `profile_fits`); BMP and PPM have no place for one and are written without.
+    `png_level`: zlib's compression level for PNG, 0 (none) to 9 (smallest,
+    slowest); `quality`: JPEG's and WebP's. PNG and TIFF are written as
+    `write_image_rows` writes them, so the bytes equal a write band by band.
     """
     from PIL import Image
 
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise SisrError(
-            f"{path}: unknown image format {suffix or '(no extension)'}; use one of {', '.join(IMAGE_SUFFIXES)}"
-        )
+    suffix = _check_suffix(path)
+    check_png_level(png_level)
     check_writable(path, overwrite)
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
-    if image.dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
+    if image.dtype == np.uint16 and suffix not in STREAMED_SUFFIXES:
         image = to_uint8(image)  # these formats are 8-bit only
     if image.dtype not in (np.uint8, np.uint16):
         raise SisrError(f"{path}: images are written from uint8 or uint16 arrays, not {image.dtype}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (2, 3, 4)):
+        raise SisrError(f"{path}: image of shape {image.shape}: expected HxW, or HxWxC with C = 1, 2, 3 or 4")
     channels = 1 if image.ndim == 2 else image.shape[2]
+    if suffix in STREAMED_SUFFIXES:
+        height, width = image.shape[:2]
+        return write_image_rows(
+            path, [image], height, width, channels, image.dtype, overwrite, png_level=png_level, icc_profile=icc_profile
+        )
     if suffix not in _ICC_SUFFIXES or not profile_fits(icc_profile, channels):
         icc_profile = None
     with atomic_path(path, overwrite=overwrite) as tmp:
-        if image.dtype == np.uint16 and suffix == ".png":
-            _write_png16(tmp, image, icc_profile)
-        elif image.dtype == np.uint16 and image.ndim == 3:
-            import tifffile
-
-            tifffile.imwrite(tmp, image, photometric="rgb", iccprofile=icc_profile)
-        else:
-            options: dict = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
-            if icc_profile:
-                options["icc_profile"] = icc_profile
-            pil = Image.fromarray(image)
-            if suffix in (".jpg", ".jpeg") and pil.mode == "RGBA":
-                raise SisrError(f"{path}: JPEG cannot hold an alpha channel; write PNG, WebP or TIFF")
-            pil.save(tmp, **options)
+        options: dict = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
+        if icc_profile:
+            options["icc_profile"] = icc_profile
+        pil = Image.fromarray(image)
+        if suffix in (".jpg", ".jpeg") and pil.mode in ("RGBA", "LA"):
+            raise SisrError(f"{path}: JPEG cannot hold an alpha channel; write PNG, WebP or TIFF")
+        pil.save(tmp, **options)
     return path
+
+
+def write_image_rows(
+    path: str | os.PathLike,
+    bands: Iterable[np.ndarray],
+    height: int,
+    width: int,
+    channels: int,
+    dtype: np.dtype | type,
+    overwrite: bool = False,
+    *,
+    png_level: int = DEFAULT_PNG_LEVEL,
+    icc_profile: bytes | None = None,
+) -> Path:
+    """Write a PNG or TIFF from `bands` of rows, top to bottom, each encoded as it comes; atomically.
+
+    Each band is (rows, width, channels) (or (rows, width) for grey) of
+    `dtype` (uint8 or uint16); together they must make `height` rows. The
+    file is the one `write_image` writes for the whole image: a PNG by
+    `sisr.png_writer` at `png_level`, an uncompressed TIFF by tifffile in
+    strips of about TIFF_STRIP_BYTES. If the bands stop early or raise, no
+    file is left behind.
+    """
+    path = Path(path)
+    suffix = _check_suffix(path)
+    if suffix not in STREAMED_SUFFIXES:
+        raise SisrError(f"{path}: written by rows only as PNG or TIFF, not {suffix}")
+    check_png_level(png_level)
+    dtype = np.dtype(dtype)
+    if not profile_fits(icc_profile, channels):
+        icc_profile = None
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        if suffix == ".png":
+            with open(tmp, "wb") as handle:
+                writer = PngWriter(handle, width, height, channels, dtype, png_level, icc_profile)
+                for band in bands:
+                    writer.write_rows(band)
+                writer.close()
+        else:
+            _write_tiff_strips(tmp, bands, height, width, channels, dtype, icc_profile)
+    return path
+
+
+def tiff_layout(channels: int) -> dict[str, Any]:
+    """tifffile's photometric / planarconfig / extrasamples for grey, grey + alpha, RGB and RGBA."""
+    layout: dict[str, Any] = {"photometric": "minisblack" if channels <= 2 else "rgb"}
+    if channels > 1:
+        layout["planarconfig"] = "contig"
+    if channels in (2, 4):
+        layout["extrasamples"] = ["unassalpha"]
+    return layout
+
+
+def _write_tiff_strips(
+    tmp: Path,
+    bands: Iterable[np.ndarray],
+    height: int,
+    width: int,
+    channels: int,
+    dtype: np.dtype,
+    icc_profile: bytes | None,
+) -> None:
+    """An uncompressed TIFF whose strips are cut from the bands and written as soon as each is complete."""
+    import tifffile
+
+    row_bytes = width * channels * dtype.itemsize
+    rows_per_strip = max(1, min(height, TIFF_STRIP_BYTES // row_bytes))
+    little_endian = dtype.newbyteorder("<")
+    seen = 0
+
+    def strips() -> Iterator[bytes]:
+        nonlocal seen
+        pending = b""
+        strip_bytes = rows_per_strip * row_bytes
+        for band in bands:
+            band = np.asarray(band)
+            if band.shape[1:2] != (width,) or band.size != len(band) * width * channels or band.dtype != dtype:
+                raise SisrError(
+                    f"TIFF rows of shape {band.shape} and type {band.dtype}: expected width {width}, "
+                    f"{channels} channels of {dtype}"
+                )
+            seen += len(band)
+            if seen > height:
+                raise SisrError(f"{seen} rows for a TIFF of height {height}")
+            data = pending + np.ascontiguousarray(band, little_endian).tobytes()
+            whole = len(data) - len(data) % strip_bytes
+            for start in range(0, whole, strip_bytes):
+                yield data[start : start + strip_bytes]
+            pending = data[whole:]
+        if seen != height:
+            raise SisrError(f"a TIFF of height {height} got {seen} rows")
+        if pending:
+            yield pending
+
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    with _quiet_tifffile():
+        tifffile.imwrite(
+            tmp,
+            strips(),
+            shape=shape,
+            dtype=little_endian,
+            byteorder="<",
+            rowsperstrip=rows_per_strip,
+            iccprofile=icc_profile,
+            metadata=None,
+            **tiff_layout(channels),
+        )

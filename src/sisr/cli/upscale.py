@@ -96,6 +96,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="output format when OUTPUT is a folder (default: the input's) or left out (default: png)",
     )
     parser.add_argument(
+        "--png-level",
+        type=int,
+        default=None,
+        metavar="0-9",
+        help="PNG compression: 0 (none, fastest, largest) to 9 (smallest, slowest); default 1, which on "
+        "enlarged photos is several times faster than 6 (Pillow's default) for files about a tenth larger",
+    )
+    parser.add_argument(
         "--max-pixels",
         type=int,
         metavar="N",
@@ -145,8 +153,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--overlap",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="decode and encode in threads while the network runs (default: on a GPU only; on a CPU the "
-        "codecs compete with the network for the same cores and measured slower: docs/benchmarks.md)",
+        help="decode and encode the next and last images in threads while the network runs (default: on a GPU "
+        "only; on a CPU the codecs compete with the network for the same cores and measured no faster: "
+        "docs/benchmarks.md). One large PNG or TIFF is encoded while the network runs either way",
     )
     cluster = parser.add_argument_group("a Ray cluster (pip install 'sisr[ray]')")
     cluster.add_argument(
@@ -272,6 +281,15 @@ def check_tiling(args: argparse.Namespace) -> None:
         raise SisrError(f"--tile-batch {args.tile_batch}: must be at least 1")
 
 
+def check_png_level(args: argparse.Namespace) -> None:
+    """--png-level: a zlib level, or the default."""
+    from ..png_writer import DEFAULT_PNG_LEVEL, check_png_level
+
+    if args.png_level is None:
+        args.png_level = DEFAULT_PNG_LEVEL
+    check_png_level(args.png_level, "--png-level")
+
+
 def check_max_pixels(args: argparse.Namespace) -> None:
     """--max-pixels, else $SISR_MAX_PIXELS, else the default: checked once, not once per image."""
     from ..image_io import max_input_pixels
@@ -328,10 +346,27 @@ def compute_result(model: PreparedModel, job: Job, decoded: Decoded, args: argpa
     import torch
 
     from ..inference import upscale
+    from ..inference.streaming import encodes_while_computing, upscale_to_file
 
     if should_stream(job.target, decoded.image, model.scale, args.stream):
         return stream_file(model, decoded.image, job, args)
+    height, width = decoded.image.shape[:2]
     try:
+        if encodes_while_computing(job.target, model.info, height, width, args.tile):
+            # Rows of tiles are encoded as the network finishes them: the write is this stage's too.
+            return upscale_to_file(
+                model,
+                decoded.image,
+                job.target,
+                tile=args.tile,
+                tile_overlap=args.tile_overlap,
+                tile_batch=args.tile_batch,
+                overwrite=args.overwrite,
+                name=str(job.source),
+                progress=log.isEnabledFor(logging.INFO),
+                png_level=args.png_level,
+                icc_profile=decoded.icc_profile,
+            )
         result = upscale(
             model,
             decoded.image,
@@ -361,7 +396,13 @@ def write_result(job: Job, computed: Any, args: argparse.Namespace) -> tuple[int
 
     if not isinstance(computed, Encodable):  # streamed: written tile by tile already
         return computed
-    write_image(job.target, computed.pixels, overwrite=args.overwrite, icc_profile=computed.icc_profile)
+    write_image(
+        job.target,
+        computed.pixels,
+        overwrite=args.overwrite,
+        icc_profile=computed.icc_profile,
+        png_level=args.png_level,
+    )
     return computed.pixels.shape[1], computed.pixels.shape[0]
 
 
@@ -369,10 +410,12 @@ def outcomes(model: PreparedModel, jobs: list[Job], args: argparse.Namespace) ->
     """Each job's outcome in order; decoding and encoding overlap the network where that pays.
 
     On a GPU the CPU is free for the codecs while the network runs; on a CPU
-    they compete with it for the same cores (and Pillow holds the GIL while
-    it compresses PNG), which measured slower than one image after another.
-    `--overlap` / `--no-overlap` decide it. Streamed (tiled TIFF) outputs are
-    written by the network's stage itself.
+    they compete with it for the same cores, and with PNG written by sisr's
+    own encoder (zlib on every core, without the GIL) the overlap measured
+    no faster than one image after another (docs/benchmarks.md), so it is
+    off there. `--overlap` / `--no-overlap` decide it. Streamed outputs (a
+    tiled TIFF; a PNG or TIFF of several rows of tiles, encoded while the
+    network runs) are written by the network's stage itself.
     """
     import time
 
@@ -499,6 +542,7 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import record_for
 
     check_tiling(args)
+    check_png_level(args)
     check_max_pixels(args)
     check_batch_options(args)
     if args.ray:

@@ -5,8 +5,14 @@ encode the result. Run in turn, the network idles while Pillow decodes and
 zlib encodes, which for small images is a fifth of the time or more. Here
 reading runs in one thread and writing in another, with the network on the
 calling thread (where CUDA's current stream and torch.compile's caches
-live). Threads suffice: torch releases the GIL in its kernels, Pillow and
-zlib in their codecs.
+live). Threads suffice: torch releases the GIL in its kernels, Pillow's
+decoders and zlib (sisr's PNG writer) in their work.
+
+On a CPU the codecs compete with the network for the same cores, so the
+overlap pays only where cores are spare (a GPU runs the network; a machine
+with more cores than torch uses). `ConsumerThread` is the single-image form:
+one image's rows of tiles handed to its encoder while the network computes
+the next ones.
 
 The queues between the stages are short (`prefetch` decoded images waiting
 for the network, `pending` results waiting to be written), so a batch holds
@@ -135,3 +141,76 @@ def _drain(finished: queue.Queue[Any]) -> Iterator[Outcome[Any]]:
         if outcome is _END:  # only after results' _END, which the loop above has not sent
             raise AssertionError("the writer ended early")
         yield outcome
+
+
+class _Abandoned(Exception):
+    """Raised inside a consumer whose producer gave up: its output is to be thrown away."""
+
+
+_ABANDON = object()
+
+
+class ConsumerThread:
+    """`consume(items)` in a thread, where `items` yields what the caller `put`s: one image encoded as it is computed.
+
+    At most `depth` items wait in the queue, so a producer faster than its
+    consumer waits instead of piling results up in memory. A consumer's
+    failure comes back to the producer at its next `put` (or at `finish`),
+    so the network stops instead of computing for an encoder that is gone;
+    `abandon` makes `items` raise inside the consumer, which lets it clean
+    up (an atomic write deletes its temporary file).
+    """
+
+    def __init__(self, consume: Callable[[Iterator[Any]], Any], depth: int = 2, name: str = "sisr-encode") -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(depth, 1))
+        self._done = threading.Event()
+        self.error: BaseException | None = None
+        self.value: Any = None
+        self._thread = threading.Thread(target=self._run, args=(consume,), name=name, daemon=True)
+        self._thread.start()
+
+    def _items(self) -> Iterator[Any]:
+        while (item := self._queue.get()) is not _END:
+            if item is _ABANDON:
+                raise _Abandoned()
+            yield item
+
+    def _run(self, consume: Callable[[Iterator[Any]], Any]) -> None:
+        try:
+            self.value = consume(self._items())
+        except BaseException as error:  # handed to the producer
+            self.error = error
+        finally:
+            self._done.set()
+
+    def _put(self, item: Any) -> None:
+        while not self._done.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                continue
+
+    def put(self, item: Any) -> None:
+        """Hand `item` on, waiting while `depth` items wait; raises the consumer's error if it failed."""
+        self._put(item)
+        if self._done.is_set():
+            self._raise_error("ended before its last item")
+
+    def finish(self) -> Any:
+        """Tell the consumer there is no more, wait for it, and give what it returned (or raise its error)."""
+        self._put(_END)
+        self._thread.join()
+        self._raise_error(None)
+        return self.value
+
+    def abandon(self) -> None:
+        """Stop the consumer, discarding its work; waits until it has cleaned up."""
+        self._put(_ABANDON)
+        self._thread.join()
+
+    def _raise_error(self, otherwise: str | None) -> None:
+        if self.error is not None:
+            raise self.error
+        if otherwise is not None:
+            raise RuntimeError(f"the consumer {otherwise}")

@@ -68,6 +68,24 @@ def plan_tiles(height: int, width: int, tile: int | None, overlap: int) -> list[
     return [Tile(r, c) for r in rows for c in columns]
 
 
+def recomputed_fraction(tiles: Sequence[Tile]) -> float:
+    """The network's work spent on context: pixels of all windows over pixels of all cores, less one.
+
+    The cores cover the image once; each window adds its overlap, which
+    neighbouring tiles compute again. Small tiles of a deep network spend
+    most of their time there (tile 64 with an overlap of 18: 2.4x the work).
+    """
+    cores = sum(_area(tile, core=True) for tile in tiles)
+    windows = sum(_area(tile, core=False) for tile in tiles)
+    return windows / cores - 1 if cores else 0.0
+
+
+def _area(tile: Tile, core: bool) -> int:
+    if core:
+        return (tile.rows.core_stop - tile.rows.core_start) * (tile.columns.core_stop - tile.columns.core_start)
+    return (tile.rows.window_stop - tile.rows.window_start) * (tile.columns.window_stop - tile.columns.window_start)
+
+
 def _batches(tiles: Sequence[Tile], size: int) -> Iterator[Sequence[Tile]]:
     for start in range(0, len(tiles), size):
         yield tiles[start : start + size]

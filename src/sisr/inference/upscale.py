@@ -16,7 +16,7 @@ from ..errors import SisrError
 from ..model import ModelInfo, SRModel
 from .image_kinds import Canvas, SourceImage, to_source
 from .prepared import PreparedModel, prepare_model
-from .tiling import Tile, plan_tiles, run_tiles
+from .tiling import Tile, plan_tiles, recomputed_fraction, run_tiles
 
 # Whatever names a network for `upscale`: see its docstring.
 ModelLike = PreparedModel | SRModel | nn.Module | str
@@ -73,7 +73,10 @@ class TileProgressLines:
 # tiles of AUTO_TILE pixels: a whole 2000 x 2000 image through EDSR-baseline
 # would need 64-channel float feature maps of 1 GB each. The overlap is the
 # receptive field, so the result is the same as untiled; the price is the
-# recomputed context (about 30 % more work with EDSR-baseline's 36 pixels).
+# recomputed context (`recomputed_fraction`: about 30 % more work with
+# EDSR-baseline's 36 pixels, 15 % with default-x4's 18 on a 2000 x 1500
+# photo). Larger tiles recompute less but did not run faster on the CPU
+# (`benchmarks/bench_whole_call.py --tiles`).
 # Smaller images run whole: tiling a 256 x 256 image exactly costs 2.3x (tile
 # 128) to 10x (tile 32) the work, more than any cache gain (measured in
 # benchmarks/bench_inference.py --tiles).
@@ -101,6 +104,7 @@ class UpscaleRun:
     alpha_tiles: list[Tile]
     tile_batch: int
     label: str
+    tile_overlap: int = 0  # LR pixels of context each side of a colour tile's core
 
     def fill(self, canvas: Canvas, color_tiles: list[Tile], alpha_tiles: list[Tile], update=None) -> None:
         """Run the network over `color_tiles` (bicubic over `alpha_tiles`) and store the cores in `canvas`."""
@@ -121,6 +125,24 @@ class UpscaleRun:
             )
             if self.source.alpha is not None:
                 _upscale_alpha(self.source, canvas, self.scale, alpha_tiles, self.tile_batch)
+
+    def describe_tiles(self) -> str | None:
+        """`12 tiles of up to 500x500 LR pixels, 18 px of context each side: 14.9% of the network's work recomputed`.
+
+        None for an untiled image.
+        """
+        if len(self.color_tiles) <= 1:
+            return None
+        height = max(tile.rows.core_stop - tile.rows.core_start for tile in self.color_tiles)
+        width = max(tile.columns.core_stop - tile.columns.core_start for tile in self.color_tiles)
+        return (
+            f"{len(self.color_tiles)} tiles of up to {width}x{height} LR pixels, {self.tile_overlap} px of context "
+            f"each side: {recomputed_fraction(self.color_tiles):.1%} of the network's work recomputed"
+        )
+
+    def band_count(self) -> int:
+        """Rows of tiles: what `bands` yields."""
+        return len(_rows_of_tiles(self.color_tiles))
 
     def bands(self) -> Iterator[tuple[tuple[int, int], list[Tile], list[Tile]]]:
         """(LR core rows, colour tiles, alpha tiles) per row of tiles, top to bottom.
@@ -169,7 +191,7 @@ def plan_upscale(
             )
     color_tiles = plan_tiles(source.height, source.width, tile, tile_overlap or 0)
     alpha_tiles = plan_tiles(source.height, source.width, tile, ALPHA_OVERLAP) if source.alpha is not None else []
-    return UpscaleRun(source, prepared, prepared.scale, color_tiles, alpha_tiles, tile_batch, label)
+    return UpscaleRun(source, prepared, prepared.scale, color_tiles, alpha_tiles, tile_batch, label, tile_overlap or 0)
 
 
 def upscale(
@@ -230,16 +252,26 @@ def upscale(
         name=name,
     )
     canvas = Canvas(run.source, run.scale, device=run.model.device, pinned=run.model.pinned_memory)
-    bar = progress_bar(len(run.color_tiles), progress, run.label)
-    update = bar.update if bar is not None else None
-    if on_tile is not None:
-        update = _counting(len(run.color_tiles), on_tile, update)
+    update, bar = tile_updates(run, progress, on_tile)
     try:
         run.fill(canvas, run.color_tiles, run.alpha_tiles, update)
     finally:
         if bar is not None:
             bar.close()
     return canvas.result()
+
+
+def tile_updates(
+    run: UpscaleRun, progress: bool, on_tile: Callable[[int, int], None] | None
+) -> tuple[Callable[[int], Any] | None, Any]:
+    """The `update(count)` to call after each batch of colour tiles (bar and `on_tile`), and the bar to close."""
+    bar = progress_bar(len(run.color_tiles), progress, run.label)
+    if progress and (tiles := run.describe_tiles()) is not None:
+        log.info("%s: %s", run.label, tiles)
+    update = bar.update if bar is not None else None
+    if on_tile is not None:
+        update = _counting(len(run.color_tiles), on_tile, update)
+    return update, bar
 
 
 def _counting(
