@@ -221,8 +221,10 @@ def upscale_to_file(
 def encodes_while_computing(
     path: str | os.PathLike, info: ModelInfo, height: int, width: int, tile: int | None
 ) -> bool:
-    """Whether `upscale_to_file` encodes a height x width image while the network runs: a PNG or TIFF of
-    several rows of tiles (`tile`, else `auto_tile`'s choice)."""
+    """Whether `upscale_to_file` encodes a height x width image while the network runs.
+
+    It does for a PNG or TIFF of several rows of tiles (`tile`, else what `auto_tile` chooses).
+    """
     if Path(path).suffix.lower() not in STREAMED_SUFFIXES:
         return False
     tile = tile or auto_tile(info, height, width)

@@ -239,7 +239,8 @@ def upscale(
       server's progress bar); an exception raised from it stops the run there
       and propagates (a cancelled job).
 
-    To write a result too large for memory, see `upscale_to_tiff`.
+    To write the result to a file, encoded while the network runs, see
+    `upscale_to_file`; to write one too large for memory, `upscale_to_tiff`.
     """
     run = plan_upscale(
         model,
